@@ -1,0 +1,43 @@
+# Two commands set everything up on a fresh machine:  `make demo`  and  `make test`.
+# Both create .venv, install torch 2.13.0 (CUDA build where nvidia-smi finds a GPU, CPU build
+# otherwise) and the package with its extras; re-running skips what is already installed.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.augstudy-installed
+DEMO_OUT ?= demo-out
+# Where no local CPU wheel is set up, point pip at PyTorch's CPU index, e.g.
+#   make test TORCH_CPU_INDEX="--index-url https://download.pytorch.org/whl/cpu"
+TORCH_CPU_INDEX ?=
+
+.PHONY: install demo test test-fast lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
+	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+		echo "NVIDIA GPU found: installing the CUDA build of torch 2.13.0"; \
+		$(PY) -m pip install --disable-pip-version-check -q "torch==2.13.0"; \
+	else \
+		echo "No NVIDIA GPU: installing the CPU build of torch 2.13.0"; \
+		$(PY) -m pip install --disable-pip-version-check -q "torch==2.13.0" $(TORCH_CPU_INDEX); \
+	fi
+	$(PY) -m pip install --disable-pip-version-check -q -e ".[dev,kaggle]"
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/augstudy demo --out $(DEMO_OUT)
+
+test: install
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+lint: install
+	$(VENV)/bin/ruff check stylegan2ada augstudy tests bench
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info
