@@ -1,0 +1,352 @@
+"""`augstudy run CONFIG.toml` and `augstudy demo`: the whole study from one experiment file.
+
+Each TOML section holds the options of one step, by the field names of that step's options
+dataclass, so a config is exactly the set of command-line flags the steps would get. Relative
+paths are relative to the config file. Every step is itself resumable and skips finished work;
+the pipeline adds a `study_state.json` so a finished step whose options have not changed is not
+even re-entered, and a changed step re-runs along with everything after it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import click
+
+from augstudy.options import options_to_dict
+from stylegan2ada.io import atomic_write_json
+
+STEPS = ("phantom", "prepare", "train_gan", "generate", "metrics", "sweep", "report")
+SECTIONS = ("study", *STEPS[:-1])
+STATE_FILE = "study_state.json"
+DEMO_CONFIG = "demo.toml"
+
+
+class ConfigError(ValueError):
+    """A study config that cannot be run; the message names the file, the section and the key."""
+
+
+@dataclass
+class StudyConfig:
+    """A parsed experiment file. `sections` maps a step to its raw options (paths already resolved)."""
+
+    path: Path
+    name: str
+    source: str
+    out: Path
+    description: str = ""
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def load_config(path: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,
+                source: str | None = None) -> StudyConfig:
+    """Read and check a study TOML; `out` and `source` override its `[study]` values."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise ConfigError(f"{path}: no such config file") from error
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML ({error})") from error
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {unknown}; sections are {list(SECTIONS)}")
+    study = dict(raw.get("study", {}))
+    for key in ("name", "source"):
+        if key not in study:
+            raise ConfigError(f"{path}: [study] needs '{key}'")
+    base = path.parent
+    out_path = Path(out) if out is not None else _resolve(base, study.get("out", f"runs/{study['name']}"))
+    if source is not None:
+        source = source if source == "phantom" or source.startswith("kaggle:") else str(Path(source).resolve())
+    else:
+        source = str(study["source"])
+        if source != "phantom" and not source.startswith("kaggle:"):
+            source = str(_resolve(base, source))
+    sections = {name: dict(raw.get(name, {})) for name in STEPS[:-1]}
+    if source != "phantom" and raw.get("phantom"):
+        raise ConfigError(f"{path}: [phantom] is given but the source is {source!r}, not 'phantom'")
+    extra = sorted(set(study) - {"name", "source", "out", "description"})
+    if extra:
+        raise ConfigError(f"{path}: unknown key(s) {extra} in [study]; keys are name, source, out, description")
+    config = StudyConfig(path, str(study["name"]), source, out_path, str(study.get("description", "")), sections)
+    for step in STEPS[:-1]:
+        _step_options(config, step)  # fail on a bad key before any work starts
+    return config
+
+
+def _resolve(base: Path, value: str | os.PathLike[str]) -> Path:
+    value = Path(value).expanduser()
+    return value if value.is_absolute() else (base / value).resolve()
+
+
+def _options_class(step: str) -> type:
+    if step == "phantom":
+        from augstudy.data.phantom import PhantomOptions
+        return PhantomOptions
+    if step == "prepare":
+        from augstudy.data.prepare import PrepareOptions
+        return PrepareOptions
+    if step == "train_gan":
+        from augstudy.gan.train import TrainGanOptions
+        return TrainGanOptions
+    if step == "generate":
+        from augstudy.gan.generate import GenerateOptions
+        return GenerateOptions
+    if step == "metrics":
+        from augstudy.metrics.evaluate import GanMetricsOptions
+        return GanMetricsOptions
+    from augstudy.classify.sweep import SweepOptions
+    return SweepOptions
+
+
+# Fields the pipeline fills from the study layout; a config may not set them.
+_WIRED = {
+    "phantom": {"out"},
+    "prepare": {"source", "out"},
+    "train_gan": {"data", "out"},
+    "generate": {"networks", "out"},
+    "metrics": {"real", "fake", "out"},
+    "sweep": {"data", "pool", "out"},
+}
+# Keys a section may hold besides its options' fields.
+_EXTRA_KEYS = {"sweep": {"splits"}, "metrics": {"enabled"}}
+
+
+def _step_options(config: StudyConfig, step: str, **wired: Any) -> Any:
+    """Build a step's options dataclass from its section plus the paths the pipeline wires in."""
+    cls = _options_class(step)
+    fields = {item.name: item for item in dataclasses.fields(cls)}
+    section = {key: value for key, value in config.sections[step].items() if key not in _EXTRA_KEYS.get(step, ())}
+    bad = sorted(set(section) - (set(fields) - _WIRED[step]))
+    if bad:
+        allowed = sorted(set(fields) - _WIRED[step]) + sorted(_EXTRA_KEYS.get(step, ()))
+        raise ConfigError(f"{config.path}: unknown key(s) {bad} in [{step}]; allowed: {', '.join(allowed)}")
+    values: dict[str, Any] = {}
+    for key, value in section.items():
+        if isinstance(value, list):
+            value = tuple(value)
+        if key in ("resume_from", "inception", "cache_dir") and isinstance(value, str):
+            value = _resolve(config.path.parent, value)
+        values[key] = value
+    values.update(wired)
+    missing = [name for name, item in fields.items() if name not in values
+               and item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING]
+    for name in missing:  # placeholders, only to validate the section before the paths exist
+        values[name] = Path(".")
+    try:
+        return cls(**values)
+    except TypeError as error:
+        raise ConfigError(f"{config.path}: [{step}] {error}") from error
+
+
+def _fingerprint(options: Any) -> str:
+    return hashlib.sha256(json.dumps(options_to_dict(options), sort_keys=True, default=str).encode()).hexdigest()
+
+
+class Study:
+    """Runs the steps of one config in order, recording each finished step in study_state.json."""
+
+    def __init__(self, config: StudyConfig, log: Callable[[str], None] = print) -> None:
+        self.config = config
+        self.out = config.out
+        self.log = log
+        self.state_path = self.out / STATE_FILE
+        self.state: dict[str, Any] = self._read_state()
+        self.invalidated = False
+
+    @property
+    def prepared(self) -> Path:
+        return self.out / "prepared"
+
+    @property
+    def runs(self) -> Path:
+        return self.out / "runs"
+
+    @property
+    def pool(self) -> Path:
+        return self.out / "pool"
+
+    @property
+    def source(self) -> str:
+        return str(self.out / "phantom") if self.config.source == "phantom" else self.config.source
+
+    def options(self, step: str, **wired: Any) -> Any:
+        """A step's options: its config section plus the study's folder layout."""
+        layout: dict[str, dict[str, Any]] = {
+            "phantom": {"out": self.out / "phantom"},
+            "prepare": {"source": self.source, "out": self.prepared},
+            "train_gan": {"data": self.prepared, "out": self.runs},
+            "generate": {"out": self.pool, "networks": ()},
+            "metrics": {"real": self.prepared, "fake": self.pool, "out": self.pool / "metrics.json"},
+            "sweep": {"data": self.prepared, "pool": self.pool, "out": self.out / "results"},
+        }
+        return _step_options(self.config, step, **(layout[step] | wired))
+
+    def _read_state(self) -> dict[str, Any]:
+        if not self.state_path.is_file():
+            return {"steps": {}}
+        try:
+            return json.loads(self.state_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            return {"steps": {}}
+
+    def _run_step(self, step: str, options: Any, action: Callable[[], Any]) -> Any:
+        fingerprint = _fingerprint(options)
+        record = self.state["steps"].get(step)
+        if not self.invalidated and record and record.get("fingerprint") == fingerprint:
+            self.log(f"== {step}: done earlier with the same options; skipped")
+            return record.get("result")
+        self.invalidated = self.invalidated or record is not None
+        self.log(f"== {step}")
+        started = time.perf_counter()
+        result = action()
+        seconds = round(time.perf_counter() - started, 1)
+        self.state["steps"][step] = {"fingerprint": fingerprint, "seconds": seconds, "result": result,
+                                     "options": options_to_dict(options)}
+        atomic_write_json(self.state_path, self.state)
+        self.log(f"   {step} took {seconds:.1f} s")
+        return result
+
+    def run(self) -> Path:
+        """Run every step; returns the path of report.md."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        config = self.config
+        if config.source == "phantom":
+            from augstudy.data.phantom import make_phantom
+            phantom = self.options("phantom")
+            self._run_step("phantom", phantom, lambda: make_phantom(phantom).written)
+
+        from augstudy.data.prepare import format_summary, prepare
+        prepare_options = self.options("prepare")
+        self._run_step("prepare", prepare_options,
+                       lambda: self.log(format_summary(prepare(prepare_options))))
+
+        from augstudy.gan.train import train_gans
+        train_options = self.options("train_gan")
+        snapshots = self._run_step("train_gan", train_options,
+                                   lambda: {name: str(path) if path else None
+                                            for name, path in train_gans(train_options).items()})
+        untrained = sorted(name for name, path in snapshots.items() if path is None)
+        if untrained:
+            raise click.ClickException(f"GAN run(s) {untrained} were not trained, so there is nothing to generate "
+                                       f"from; train them (see above) and run this config again.")
+
+        from augstudy.gan.generate import generate_pool
+        generate_options = self.options("generate", networks=tuple(Path(snapshots[name]) for name in sorted(snapshots)))
+        self._run_step("generate", generate_options, lambda: generate_pool(generate_options))
+
+        if config.sections["metrics"].get("enabled", True):
+            from augstudy.metrics.evaluate import gan_metrics
+            metrics_options = self.options("metrics")
+            self._run_step("metrics", metrics_options, lambda: _summarise_metrics(gan_metrics(metrics_options)))
+
+        for split, results in self.sweep_outputs().items():
+            sweep_options = self.options("sweep", out=results, **({"split": split} if split else {}))
+            sweep_options = _resolve_auto_weights(sweep_options, self.log)
+            self._run_step(f"sweep:{split or 'default'}", sweep_options, lambda o=sweep_options: _run_sweep(o))
+
+        from augstudy.report.study import write_study_report
+        report = write_study_report(self)
+        self.log(f"Report: {report}")
+        return report
+
+    def sweep_outputs(self) -> dict[str | None, Path]:
+        """Split -> results folder; several splits (`splits = [...]`) each get a folder of their own."""
+        splits = self.config.sections["sweep"].get("splits")
+        if not splits:
+            return {None: self.out / "results"}
+        return {split: self.out / "results" / split for split in splits}
+
+
+def _summarise_metrics(report: dict[str, Any]) -> dict[str, Any]:
+    """Only a small JSON-able digest goes into study_state.json; the full report is in metrics.json."""
+    return {"classes": sorted(report.get("classes", {}))} if isinstance(report, dict) else {}
+
+
+def _run_sweep(options: Any) -> dict[str, Any]:
+    from augstudy.classify.sweep import run_sweep
+    outcome = run_sweep(options)
+    return {"trained": len(outcome.trained), "skipped": len(outcome.skipped),
+            "features_computed": outcome.features_computed}
+
+
+def _resolve_auto_weights(options: Any, log: Callable[[str], None]) -> Any:
+    """`weights = "auto"`: ImageNet when Keras already holds the file locally, else a random-init backbone.
+
+    The demo must run offline, so it cannot insist on a download; what it used is said loudly here
+    and labelled in every table and figure by the sweep itself.
+    """
+    if options.weights != "auto":
+        return options
+    from augstudy.classify.backbones import backbone_spec
+
+    spec = backbone_spec(options.backbone)
+    keras_home = Path(os.environ.get("KERAS_HOME", "~/.keras")).expanduser()
+    local = keras_home / "models" / spec.weights_file
+    if local.is_file():
+        log(f"   ImageNet weights found at {local}")
+        return dataclasses.replace(options, weights="imagenet")
+    log("   " + "!" * 72)
+    log(f"   ImageNet weights for {spec.name} are not available offline ({local} is missing):")
+    log("   the classifier uses a RANDOM-INIT backbone. Its accuracies say nothing about ImageNet features;")
+    log(f"   put {spec.weights_file} there (or set weights = PATH) for a meaningful study.")
+    log("   " + "!" * 72)
+    return dataclasses.replace(options, weights="none")
+
+
+def demo_config_path() -> Path:
+    return Path(str(resources.files("augstudy") / "configs" / DEMO_CONFIG))
+
+
+def _run_study(config_path: Path, out: Path | None, source: str | None = None) -> None:
+    try:
+        config = load_config(config_path, out, source)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from error
+    started = time.perf_counter()
+    click.echo(f"Study '{config.name}' -> {config.out}")
+    report = Study(config, log=lambda line: click.echo(line)).run()
+    click.echo(f"Finished in {time.perf_counter() - started:.0f} s. Open the report: {report} "
+               f"(HTML: {report.with_suffix('.html')})")
+
+
+@click.command("run")
+@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Study folder  [default: the config's [study] out]")
+@click.option("--source", help="Data source overriding the config's: a folder, kaggle:OWNER/SLUG or phantom.")
+@click.option("--dry-run", is_flag=True, help="Check the config, print every step's options and exit.")
+def run_command(config: Path, out: Path | None, source: str | None, dry_run: bool) -> None:
+    """Run the full pipeline described by one experiment TOML; re-running resumes."""
+    if dry_run:
+        try:
+            study = load_config(config, out, source)
+        except ConfigError as error:
+            raise click.ClickException(str(error)) from error
+        plan = Study(study)
+        steps = {step: options_to_dict(plan.options(step)) for step in STEPS[:-1]
+                 if step != "phantom" or study.source == "phantom"}
+        steps["generate"]["networks"] = "the final snapshot of each train_gan run"
+        click.echo(json.dumps({"name": study.name, "source": study.source, "out": str(study.out), "steps": steps},
+                              indent=2, default=str))
+        return
+    _run_study(config, out, source)
+
+
+@click.command("demo")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-out"),
+              show_default=True, help="Study folder.")
+def demo_command(out: Path) -> None:
+    """The whole study offline on built-in phantom data (a few minutes on a laptop CPU)."""
+    _run_study(demo_config_path(), out)

@@ -1,0 +1,1 @@
+"""The study report, rendered to Markdown and HTML."""
