@@ -18,6 +18,13 @@ from typing import Any, BinaryIO, Iterator
 _CHUNK = 1 << 20
 
 
+def _default_mode() -> int:
+    """The mode `open()` would give a new file: 0666 less the umask (mkstemp's 0600 is too strict)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[BinaryIO]:
     """Open a temp file beside `path`; on clean exit it replaces `path`, on error it is removed."""
@@ -31,6 +38,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[Bina
             yield handle  # type: ignore[misc]
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp_name, _default_mode())
         os.replace(tmp_name, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
