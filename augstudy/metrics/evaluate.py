@@ -1,0 +1,346 @@
+"""Run the GAN metrics over two image sources (`augstudy gan-metrics`) or over a generator.
+
+Classes: when both sources have classes, every class they share is measured on its own (the real
+side of a prepared folder is the class's GAN training set, which is what the per-class GAN saw);
+otherwise all images of each side form one set. KID/FID need the Inception network; SWD and the
+pixel-space memorisation check need nothing downloaded. With `metrics=None` every metric whose
+needs are met runs, and a missing Inception network is a note rather than an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from augstudy.metrics.defaults import (
+    BATCH_SIZE,
+    INCEPTION_METRICS,
+    KID_MAX_SUBSET_SIZE,
+    KID_NUM_SUBSETS,
+    MEMO_FEATURE_ABSOLUTE_THRESHOLD,
+    MEMO_PIXEL_ABSOLUTE_THRESHOLD,
+    MEMO_PIXEL_SIZE,
+    MEMO_RATIO,
+    METRICS,
+    SEED,
+    SNAPSHOT_NUM_IMAGES,
+    SWD_NORMALIZATION,
+)
+from augstudy.metrics.features import FeatureExtractor, features_of_images, features_of_pixels, open_extractor
+from augstudy.metrics.images import UNCLASSED, ImageRef, ImageSource, iter_loaded, open_source, stack_nchw
+from augstudy.metrics.inception import InceptionUnavailableError
+from augstudy.metrics.kid_fid import frechet_inception_distance, kernel_inception_distance
+from augstudy.metrics.memorisation import MemorisationOptions, memorisation_check, pixel_vectors
+from augstudy.metrics.swd import sliced_wasserstein_distance
+from augstudy.options import write_options
+from stylegan2ada.io import atomic_write_json
+
+OPTIONS_FILENAME = "gan_metrics_options.json"
+GENERATOR_METRICS: tuple[str, ...] = ("kid", "fid", "swd")
+
+
+@dataclass(frozen=True)
+class GanMetricsOptions:
+    """Options of `augstudy gan-metrics`.
+
+    Attributes:
+        real: training images: a prepared folder, class folders, a folder of images or an NVlabs zip.
+        fake: synthetic images: a pool (`<class>/*.png`), a folder or a zip.
+        metrics: a subset of ("kid", "fid", "swd", "memo"); None runs every metric whose needs are met.
+        inception: the TorchScript Inception file; None looks in the user cache, then downloads.
+        out: the JSON report; None means `<fake>/metrics.json` (a folder is required then).
+        device: "auto" (CUDA when present), "cpu", "cuda", "cuda:1", ...
+        download: whether a missing Inception network may be downloaded.
+        feature_cache: whether Inception features are cached per image hash.
+    """
+
+    real: Path
+    fake: Path
+    metrics: tuple[str, ...] | None = None
+    inception: Path | None = None
+    out: Path | None = None
+    seed: int = SEED
+    batch_size: int = BATCH_SIZE
+    device: str = "auto"
+    download: bool = True
+    feature_cache: bool = True
+    kid_num_subsets: int = KID_NUM_SUBSETS
+    kid_max_subset_size: int = KID_MAX_SUBSET_SIZE
+    swd_normalization: str = SWD_NORMALIZATION
+    memo_pixel_size: int = MEMO_PIXEL_SIZE
+    memo_ratio: float = MEMO_RATIO
+    memo_pixel_threshold: float = MEMO_PIXEL_ABSOLUTE_THRESHOLD
+    memo_feature_threshold: float = MEMO_FEATURE_ABSOLUTE_THRESHOLD
+
+    def memorisation_options(self) -> MemorisationOptions:
+        return MemorisationOptions(
+            pixel_size=self.memo_pixel_size,
+            ratio=self.memo_ratio,
+            pixel_absolute_threshold=self.memo_pixel_threshold,
+            feature_absolute_threshold=self.memo_feature_threshold,
+        )
+
+
+def parse_metrics(text: str | None) -> tuple[str, ...] | None:
+    """ "kid,fid" -> ("kid", "fid"); None or "auto" -> None (every metric whose needs are met)."""
+    if text is None or text.strip().lower() == "auto":
+        return None
+    names = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
+    unknown = [name for name in names if name not in METRICS]
+    if unknown or not names:
+        raise ValueError(f"unknown metrics {unknown or text!r}; choose from {', '.join(METRICS)} or 'auto'")
+    return names
+
+
+def output_path(options: GanMetricsOptions) -> Path:
+    if options.out is not None:
+        return Path(options.out)
+    if not Path(options.fake).is_dir():
+        raise ValueError(
+            f"--fake {options.fake} is not a folder, so there is no default report path; pass --out FILE"
+        )
+    return Path(options.fake) / "metrics.json"
+
+
+def pair_classes(
+    real: ImageSource, fake: ImageSource
+) -> tuple[list[tuple[str, tuple[ImageRef, ...], tuple[ImageRef, ...]]], list[str]]:
+    """(class, real images, fake images) to compare, and notes on classes only one side has."""
+    if not (real.classed and fake.classed):
+        return [(UNCLASSED, real.all_images(), fake.all_images())], []
+    shared = [name for name in fake.classes if name in real.classes]
+    if not shared:
+        raise ValueError(
+            f"no class in common: {real.path} has {sorted(real.classes)}, "
+            f"{fake.path} has {sorted(fake.classes)}"
+        )
+    notes = [
+        f"class {name!r} is only in {side.path}; not measured"
+        for side, other in ((real, fake), (fake, real))
+        for name in side.classes
+        if name not in other.classes
+    ]
+    return [(name, real.classes[name], fake.classes[name]) for name in shared], notes
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def gan_metrics(options: GanMetricsOptions) -> dict[str, Any]:
+    """Measure the fake source against the real one, write the report and the resolved options.
+
+    Returns the report (also written to `output_path(options)`): per class the image counts and
+    each metric, plus `warnings` (e.g. unreliable FID) and `notes` (e.g. skipped metrics).
+    """
+    out = output_path(options)
+    real, fake = open_source(options.real), open_source(options.fake)
+    pairs, notes = pair_classes(real, fake)
+    warnings: list[str] = []
+    metrics = options.metrics or METRICS
+    extractor = _extractor_for(options, metrics, notes)
+    if extractor is None:
+        metrics = tuple(name for name in metrics if name not in INCEPTION_METRICS)
+    report: dict[str, Any] = {
+        "real": str(real.path),
+        "fake": str(fake.path),
+        "real_layout": real.layout,
+        "fake_layout": fake.layout,
+        "metrics": list(metrics),
+        "extractor": extractor.describe() if extractor is not None else None,
+        "classes": {},
+        "warnings": warnings,
+        "notes": notes,
+    }
+    for class_name, real_refs, fake_refs in pairs:
+        report["classes"][class_name] = _measure_class(
+            class_name, real, fake, real_refs, fake_refs, metrics, extractor, options, warnings
+        )
+    atomic_write_json(out, report)
+    write_options(out.parent / OPTIONS_FILENAME, options)
+    return report
+
+
+def generator_metrics(
+    generator: torch.nn.Module,
+    real_source: str | Path | ImageSource,
+    metrics: Sequence[str] = ("swd",),
+    num_images: int = SNAPSHOT_NUM_IMAGES,
+    seed: int = SEED,
+    inception_path: str | Path | None = None,
+    device: str | torch.device | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> dict[str, float]:
+    """Metrics of `num_images` images of a generator against real images, for `stats.jsonl`.
+
+    The generator follows the StyleGAN2-ADA contract: G(z, c, truncation_psi=1, noise_mode="const")
+    returns NCHW in [-1, 1], with attributes z_dim, c_dim and img_channels. z comes from one
+    generator seeded with `seed`, so the images do not depend on `batch_size`. A conditional G
+    (c_dim > 0) needs a real source with c_dim classes, whose order gives the label indices (the
+    label order of `gan/all.zip`); its labels are drawn with the real class frequencies and all
+    images are compared as one set.
+
+    Returns:
+        {"swd": mean, "swd_<resolution>": per level, "kid": mean, "kid_std": std, "fid": value},
+        the keys of the metrics asked for.
+    """
+    unknown = [name for name in metrics if name not in GENERATOR_METRICS]
+    if unknown or not metrics:
+        raise ValueError(f"generator metrics must be among {GENERATOR_METRICS}, not {list(metrics)}")
+    source = real_source if isinstance(real_source, ImageSource) else open_source(real_source)
+    torch_device = torch.device(device) if device is not None else _module_device(generator)
+    real_images = [loaded.pixels for loaded in iter_loaded(source.all_images())]
+    fake_images = _generate(generator, source, num_images, seed, torch_device, batch_size)
+    results: dict[str, float] = {}
+    if "swd" in metrics:
+        swd = _swd(real_images, fake_images, seed, SWD_NORMALIZATION)
+        results["swd"] = swd["mean"]
+        results.update({f"swd_{level}": value for level, value in swd["per_level"].items()})
+    if INCEPTION_METRICS & set(metrics):
+        extractor = open_extractor(inception_path, torch_device, batch_size)
+        real_features = features_of_images(extractor, source.all_images(), "real features")
+        fake_features = features_of_pixels(extractor, fake_images)
+        if "kid" in metrics:
+            kid = kernel_inception_distance(real_features, fake_features, seed=seed)
+            results["kid"], results["kid_std"] = kid.mean, kid.std
+        if "fid" in metrics:
+            results["fid"] = frechet_inception_distance(real_features, fake_features).value
+    return results
+
+
+def _extractor_for(
+    options: GanMetricsOptions, metrics: Sequence[str], notes: list[str]
+) -> FeatureExtractor | None:
+    """The Inception extractor when a metric uses it; None (with a note) when it is optional and missing."""
+    wants_features = bool(INCEPTION_METRICS & set(metrics)) or "memo" in metrics
+    if not wants_features:
+        return None
+    required = options.metrics is not None and bool(INCEPTION_METRICS & set(options.metrics))
+    try:
+        return open_extractor(
+            options.inception,
+            resolve_device(options.device),
+            options.batch_size,
+            options.feature_cache,
+            options.download,
+        )
+    except InceptionUnavailableError as error:
+        if required:
+            raise
+        notes.append(f"KID, FID and the feature-space memorisation check were skipped: {error}")
+        return None
+
+
+def _measure_class(
+    class_name: str,
+    real: ImageSource,
+    fake: ImageSource,
+    real_refs: tuple[ImageRef, ...],
+    fake_refs: tuple[ImageRef, ...],
+    metrics: Sequence[str],
+    extractor: FeatureExtractor | None,
+    options: GanMetricsOptions,
+    warnings: list[str],
+) -> dict[str, Any]:
+    result: dict[str, Any] = {"num_real": len(real_refs), "num_fake": len(fake_refs)}
+    real_features = fake_features = None
+    if extractor is not None:
+        real_features = features_of_images(extractor, real_refs, f"{class_name}: real features")
+        fake_features = features_of_images(extractor, fake_refs, f"{class_name}: fake features")
+    if "kid" in metrics and real_features is not None and fake_features is not None:
+        result["kid"] = kernel_inception_distance(
+            real_features, fake_features, options.kid_num_subsets, options.kid_max_subset_size, options.seed
+        ).to_dict()
+    if "fid" in metrics and real_features is not None and fake_features is not None:
+        fid = frechet_inception_distance(real_features, fake_features)
+        result["fid"] = fid.to_dict()
+        if fid.warning:
+            warnings.append(f"{class_name}: {fid.warning}")
+    if "swd" in metrics or "memo" in metrics:
+        real_loaded = list(iter_loaded(real_refs))
+        fake_loaded = list(iter_loaded(fake_refs))
+        real_images = [loaded.pixels for loaded in real_loaded]
+        fake_images = [loaded.pixels for loaded in fake_loaded]
+        if "swd" in metrics:
+            result["swd"] = _swd(real_images, fake_images, options.seed, options.swd_normalization)
+        if "memo" in metrics:
+            memo = options.memorisation_options()
+            result["memorisation"] = memorisation_check(
+                [_display_name(loaded.ref, real.path) for loaded in real_loaded],
+                [_display_name(loaded.ref, fake.path) for loaded in fake_loaded],
+                pixel_vectors(real_images, memo.pixel_size),
+                pixel_vectors(fake_images, memo.pixel_size),
+                real_features,
+                fake_features,
+                memo,
+            )
+    return result
+
+
+def _swd(
+    real_images: list[np.ndarray], fake_images: list[np.ndarray], seed: int, normalization: str
+) -> dict[str, Any]:
+    """SWD at the smallest side found in either set, in colour when any image has colour."""
+    size = min(min(pixels.shape[:2]) for pixels in [*real_images, *fake_images])
+    channels = 3 if any(pixels.shape[2] == 3 for pixels in [*real_images, *fake_images]) else 1
+    result = sliced_wasserstein_distance(
+        stack_nchw(real_images, size, channels),
+        stack_nchw(fake_images, size, channels),
+        seed=seed,
+        normalization=normalization,  # type: ignore[arg-type]
+    )
+    return result.to_dict()
+
+
+def _generate(
+    generator: torch.nn.Module,
+    source: ImageSource,
+    num_images: int,
+    seed: int,
+    device: torch.device,
+    batch_size: int,
+) -> list[np.ndarray]:
+    rng = torch.Generator().manual_seed(seed)
+    latents = torch.randn(num_images, int(generator.z_dim), generator=rng)
+    c_dim = int(getattr(generator, "c_dim", 0))
+    labels = torch.zeros(num_images, c_dim)
+    if c_dim > 0:
+        if not source.classed or len(source.classes) != c_dim:
+            raise ValueError(
+                f"a conditional generator with c_dim={c_dim} needs a real source with {c_dim} classes; "
+                f"{source.path} has {len(source.classes) if source.classed else 'no'} classes"
+            )
+        counts = torch.tensor([len(refs) for refs in source.classes.values()], dtype=torch.float64)
+        drawn = torch.multinomial(counts / counts.sum(), num_images, replacement=True, generator=rng)
+        labels[torch.arange(num_images), drawn] = 1.0
+    images: list[np.ndarray] = []
+    with torch.no_grad():
+        for start in range(0, num_images, batch_size):
+            z = latents[start : start + batch_size].to(device)
+            c = labels[start : start + batch_size].to(device)
+            output = generator(z, c, truncation_psi=1, noise_mode="const")
+            pixels = (output * 127.5 + 128).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+            images.extend(np.ascontiguousarray(image) for image in pixels)
+    return images
+
+
+def _module_device(module: torch.nn.Module) -> torch.device:
+    for parameter in module.parameters():
+        return parameter.device
+    return torch.device("cpu")
+
+
+def _display_name(ref: ImageRef, root: Path) -> str:
+    if ref.member is not None:
+        return f"{ref.path.name}:{ref.member}"
+    try:
+        return str(ref.path.relative_to(root))
+    except ValueError:
+        return str(ref.path)
