@@ -1,0 +1,479 @@
+"""`augstudy generate`: a synthetic pool `POOL/<class>/seedNNNNN.png` from StyleGAN2-ADA snapshots.
+
+Image i comes from seed i whatever the batch size: z is drawn from one RNG per seed (the NVlabs
+`np.random.RandomState(seed)` way) and so is the per-layer noise when noise_mode is "random".
+Pixels can still differ by one grey level between batch sizes, because batched float32 kernels
+(matmul, grouped convolution) round differently from single-image ones.
+Every image is written atomically and recorded in `POOL/manifest.csv` with its hash and the
+settings that made it, so a re-run regenerates only what is missing, altered or made differently.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+from PIL import Image
+
+from augstudy.gan.cli_options import comma_list
+from augstudy.options import write_options
+from stylegan2ada.io import atomic_open, atomic_write_bytes, sha256_bytes, sha256_file
+
+MANIFEST_FIELDS = (
+    "file",
+    "class",
+    "seed",
+    "snapshot",
+    "snapshot_sha256",
+    "truncation",
+    "noise_mode",
+    "size",
+    "sha256",
+)
+NOISE_MODES = ("const", "random", "none")
+MANIFEST_EVERY_S = 30.0
+PREVIEW_TILE = 128
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerateOptions:
+    """What `augstudy generate` does.
+
+    Args:
+        networks: snapshots (`network-snapshot-NNNNNN.pt`); unconditional ones make one class each.
+        out: the pool folder.
+        per_class: images per class, seeds 0..N-1 (exclusive with `seeds`).
+        seeds: explicit seeds, the same for every class.
+        truncation: truncation psi (1.0 = none).
+        noise_mode: per-pixel noise: "const" (the snapshot's fixed noise), "random" (per seed) or "none".
+        batch: images per forward pass; results do not depend on it.
+        size: output side in px, resized with Lanczos (None: the network's resolution).
+        classes: conditional networks: the classes to make (default all); unconditional networks:
+            one class name per snapshot, overriding the name stored in the snapshot.
+        device: "auto" (CUDA when available), "cpu" or "cuda".
+        preview_per_class: images per class in `preview.png`.
+    """
+
+    networks: tuple[Path, ...]
+    out: Path
+    per_class: int | None = None
+    seeds: tuple[int, ...] = ()
+    truncation: float = 1.0
+    noise_mode: str = "const"
+    batch: int = 16
+    size: int | None = None
+    classes: tuple[str, ...] = ()
+    device: str = "auto"
+    preview_per_class: int = 8
+
+    def resolved_seeds(self) -> tuple[int, ...]:
+        if (self.per_class is None) == (not self.seeds):
+            raise click.UsageError("Give exactly one of --per-class N and --seeds (e.g. 0-999).")
+        if self.per_class is not None:
+            if self.per_class < 1:
+                raise click.UsageError(f"--per-class {self.per_class}: must be at least 1.")
+            return tuple(range(self.per_class))
+        return self.seeds
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassJob:
+    """One class of the pool: the snapshot that makes it and, for conditional networks, its label index."""
+
+    class_name: str
+    snapshot: Path
+    class_index: int | None
+
+
+def parse_seeds(spec: str) -> tuple[int, ...]:
+    """'0-3,7,10-11' -> (0, 1, 2, 3, 7, 10, 11); order kept, duplicates dropped."""
+    seeds: list[int] = []
+    for chunk in spec.split(","):
+        chunk = chunk.strip()
+        if not chunk:
+            continue
+        try:
+            if "-" in chunk:
+                first, last = (int(part) for part in chunk.split("-", 1))
+                if last < first:
+                    raise ValueError
+                seeds.extend(range(first, last + 1))
+            else:
+                seeds.append(int(chunk))
+        except ValueError:
+            raise click.BadParameter(
+                f"{chunk!r} is not a seed or a range like 0-999", param_hint="--seeds"
+            ) from None
+    if not seeds or min(seeds) < 0 or max(seeds) >= 2**32:
+        raise click.BadParameter(f"{spec!r}: seeds must be integers in [0, 2**32)", param_hint="--seeds")
+    return tuple(dict.fromkeys(seeds))
+
+
+def seed_latents(seeds: Sequence[int], z_dim: int) -> np.ndarray:
+    """z of each seed from its own RNG, the NVlabs way, so that image i never depends on its batch."""
+    return np.stack([np.random.RandomState(seed).randn(z_dim) for seed in seeds]).astype(np.float32)
+
+
+def _per_seed_noise_mode(seeds: Sequence[int]) -> Any:
+    """A torch function mode that draws the synthesis noise of sample k from the RNG of seeds[k].
+
+    The generator draws its per-pixel noise as one batched `torch.randn([N, ...])` per layer; inside this mode
+    each such call is answered row by row from one torch.Generator per seed, in call order, so the
+    noise of seed i is the same whatever the batch size (and the device: draws happen on the CPU).
+    """
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+
+    class PerSeedNoise(TorchFunctionMode):
+        def __torch_function__(
+            self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None
+        ) -> Any:
+            kwargs = dict(kwargs or {})
+            if func is not torch.randn:
+                return func(*args, **kwargs)
+            sized = len(args) == 1 and isinstance(args[0], (tuple, list, torch.Size))
+            shape = tuple(args[0]) if sized else tuple(args)
+            if not shape or shape[0] != len(generators):
+                raise RuntimeError(
+                    f"per-seed noise: the generator drew noise of shape {list(shape)} whose first "
+                    f"dimension is not the batch size {len(generators)}"
+                )
+            dtype = kwargs.get("dtype") or torch.get_default_dtype()
+            rows = [
+                torch.randn(shape[1:], generator=generator, dtype=torch.float32) for generator in generators
+            ]
+            return torch.stack(rows).to(device=kwargs.get("device") or "cpu", dtype=dtype)
+
+    return PerSeedNoise()
+
+
+def synthesize(
+    generator: Any,
+    seeds: Sequence[int],
+    *,
+    class_index: int | None = None,
+    truncation: float = 1.0,
+    noise_mode: str = "const",
+    device: Any = "cpu",
+) -> np.ndarray:
+    """uint8 images [N, H, W, C] of `seeds`, batched in one forward pass; image i depends on seeds[i] only."""
+    import torch
+
+    if noise_mode not in NOISE_MODES:
+        raise ValueError(f"noise_mode {noise_mode!r}: choose from {', '.join(NOISE_MODES)}")
+    z = torch.from_numpy(seed_latents(seeds, generator.z_dim)).to(device)
+    labels = torch.zeros([len(seeds), generator.c_dim], device=device)
+    if generator.c_dim:
+        if class_index is None or not 0 <= class_index < generator.c_dim:
+            raise ValueError(f"a conditional generator needs a class index in [0, {generator.c_dim})")
+        labels[:, class_index] = 1
+    with torch.no_grad():
+        if noise_mode == "random":
+            with _per_seed_noise_mode(seeds):
+                images = generator(z, labels, truncation_psi=truncation, noise_mode="random")
+        else:
+            images = generator(z, labels, truncation_psi=truncation, noise_mode=noise_mode)
+    images = (images * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+    return images.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def encode_png(image: np.ndarray, size: int | None = None) -> bytes:
+    """PNG bytes of one HWC uint8 image: mode L for 1 channel, RGB for 3; Lanczos-resized to `size`."""
+    channels = image.shape[2]
+    if channels not in (1, 3):
+        raise ValueError(
+            f"cannot write a {channels}-channel image as PNG; networks must have 1 or 3 channels"
+        )
+    picture = Image.fromarray(image[:, :, 0] if channels == 1 else image)  # uint8: mode L or RGB
+    if size is not None and picture.size != (size, size):
+        picture = picture.resize((size, size), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def plan_classes(
+    options: GenerateOptions, metas: Sequence[dict[str, Any]], c_dims: Sequence[int]
+) -> list[ClassJob]:
+    """Which class each snapshot makes: unconditional ones from their extra_meta "class_name" (or
+    --class, one per snapshot), conditional ones every class of their "class_names" (or the --class ones)."""
+    networks = [Path(path) for path in options.networks]
+    conditional = [c_dim > 0 for c_dim in c_dims]
+    if options.classes and any(conditional) and not all(conditional):
+        raise click.UsageError(
+            "--class is ambiguous when conditional and unconditional snapshots are mixed; "
+            "run generate once for each kind."
+        )
+    if options.classes and not any(conditional) and len(options.classes) != len(networks):
+        raise click.UsageError(
+            f"--class names the class of each unconditional snapshot in order: got "
+            f"{len(options.classes)} names for {len(networks)} snapshots."
+        )
+    jobs: list[ClassJob] = []
+    for position, (snapshot, meta, c_dim) in enumerate(zip(networks, metas, c_dims)):
+        extra = meta.get("extra_meta") or {}
+        if not c_dim:
+            name = options.classes[position] if options.classes else extra.get("class_name")
+            if not name:
+                raise click.UsageError(
+                    f"{snapshot}: unconditional snapshot without a class_name in its metadata; "
+                    f"name its class with --class."
+                )
+            jobs.append(ClassJob(str(name), snapshot, None))
+            continue
+        names = [str(name) for name in extra.get("class_names") or range(c_dim)]
+        if len(names) != c_dim:
+            raise click.UsageError(
+                f"{snapshot}: {len(names)} class_names for a generator with {c_dim} classes."
+            )
+        unknown = [name for name in options.classes if name not in names]
+        if unknown:
+            raise click.UsageError(
+                f"--class {', '.join(unknown)}: not a class of {snapshot} (classes: {', '.join(names)})."
+            )
+        jobs.extend(ClassJob(name, snapshot, names.index(name)) for name in (options.classes or names))
+    seen: dict[str, Path] = {}
+    for job in jobs:
+        if job.class_name in seen:
+            raise click.UsageError(
+                f"class {job.class_name!r} would be made by both {seen[job.class_name]} and "
+                f"{job.snapshot}; pass one snapshot per class."
+            )
+        seen[job.class_name] = job.snapshot
+    return jobs
+
+
+def read_manifest(path: Path) -> dict[str, dict[str, str]]:
+    """Manifest rows by file; a missing manifest is an empty one."""
+    if not path.is_file():
+        return {}
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = [field for field in MANIFEST_FIELDS if field not in (reader.fieldnames or ())]
+        if missing:
+            raise click.ClickException(
+                f"{path}: not a pool manifest (missing columns {', '.join(missing)}); "
+                f"move it away or choose another --out."
+            )
+        return {row["file"]: row for row in reader}
+
+
+def write_manifest(path: Path, rows: dict[str, dict[str, str]]) -> None:
+    with atomic_open(path, "w") as handle:
+        writer = csv.DictWriter(handle, fieldnames=MANIFEST_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        for file in sorted(rows):
+            writer.writerow({field: rows[file][field] for field in MANIFEST_FIELDS})
+
+
+def _batches(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _load_image(path: Path) -> Image.Image:
+    with Image.open(path) as image:
+        image.load()
+        return image.copy()
+
+
+def write_preview(pool: Path, rows: dict[str, dict[str, str]], per_class: int) -> Path:
+    """A grid with one row per class of its first `per_class` images (by seed), tiles at most 128 px."""
+    by_class: dict[str, list[dict[str, str]]] = {}
+    for row in rows.values():
+        by_class.setdefault(row["class"], []).append(row)
+    tiles = [
+        [
+            _load_image(pool / row["file"])
+            for row in sorted(found, key=lambda row: int(row["seed"]))[:per_class]
+        ]
+        for _, found in sorted(by_class.items())
+    ]
+    tile = min([PREVIEW_TILE] + [image.size[0] for line in tiles for image in line])
+    grey = all(image.mode == "L" for line in tiles for image in line)
+    columns = max((len(line) for line in tiles), default=1)
+    grid = Image.new("L" if grey else "RGB", (columns * tile, max(len(tiles), 1) * tile))
+    for row_index, line in enumerate(tiles):
+        for column, image in enumerate(line):
+            image = image.convert(grid.mode).resize((tile, tile), Image.Resampling.LANCZOS)
+            grid.paste(image, (column * tile, row_index * tile))
+    buffer = io.BytesIO()
+    grid.save(buffer, format="PNG")
+    atomic_write_bytes(pool / "preview.png", buffer.getvalue())
+    return pool / "preview.png"
+
+
+def _device(name: str) -> Any:
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise click.UsageError(
+            "--device cuda: no CUDA device is available (torch.cuda.is_available() is False)."
+        )
+    return torch.device(name)
+
+
+def _check(options: GenerateOptions) -> None:
+    if not options.networks:
+        raise click.UsageError("Give at least one --network SNAPSHOT.")
+    for snapshot in options.networks:
+        if not Path(snapshot).is_file():
+            raise click.UsageError(f"--network {snapshot}: no such snapshot file.")
+    if options.batch < 1:
+        raise click.UsageError(f"--batch {options.batch}: must be at least 1.")
+    if options.size is not None and options.size < 1:
+        raise click.UsageError(f"--size {options.size}: must be a positive number of pixels.")
+    if options.noise_mode not in NOISE_MODES:
+        raise click.UsageError(f"--noise-mode {options.noise_mode}: choose from {', '.join(NOISE_MODES)}.")
+
+
+def _is_made(row: dict[str, str] | None, identity: dict[str, str]) -> bool:
+    """True when a (verified) manifest row records an image made with exactly these settings."""
+    return row is not None and all(row.get(key) == value for key, value in identity.items())
+
+
+def image_file(class_name: str, seed: int) -> str:
+    """Path of an image relative to the pool."""
+    return f"{class_name}/seed{seed:05d}.png"
+
+
+def generate_pool(options: GenerateOptions) -> dict[str, int]:
+    """Write the pool; returns {"generated": n, "skipped": m}.
+
+    An image is skipped when the manifest records it with the same class, seed, snapshot hash,
+    truncation, noise mode and size, and its file still has the recorded hash; anything else is
+    (re)generated. The manifest is rewritten every MANIFEST_EVERY_S seconds, so a killed run loses
+    at most that much work.
+    """
+    from stylegan2ada.snapshot import SnapshotError, load_generator, snapshot_meta
+
+    _check(options)
+    seeds = options.resolved_seeds()
+    device = _device(options.device)
+    try:
+        metas = [snapshot_meta(snapshot) for snapshot in options.networks]
+    except SnapshotError as error:  # names the file and why it is not a snapshot
+        raise click.ClickException(str(error)) from error
+    jobs = plan_classes(options, metas, [int(meta["G_init_kwargs"]["c_dim"]) for meta in metas])
+
+    pool = Path(options.out)
+    pool.mkdir(parents=True, exist_ok=True)
+    write_options(pool / "generate_options.json", options)
+    manifest_path = pool / "manifest.csv"
+    rows = {  # only rows whose file is intact count as made
+        file: row
+        for file, row in read_manifest(manifest_path).items()
+        if (pool / file).is_file() and sha256_file(pool / file) == row["sha256"]
+    }
+    counts = {"generated": 0, "skipped": 0}
+    last_manifest = time.monotonic()
+    snapshot_hashes = {Path(snapshot): sha256_file(snapshot) for snapshot in options.networks}
+    loaded: tuple[Path, Any] | None = None  # one generator in memory at a time
+    for job in jobs:
+        snapshot = Path(job.snapshot)
+        settings = {
+            "class": job.class_name,
+            "snapshot": str(snapshot.resolve()),
+            "snapshot_sha256": snapshot_hashes[snapshot],
+            "truncation": repr(float(options.truncation)),
+            "noise_mode": options.noise_mode,
+            "size": "" if options.size is None else str(options.size),
+        }
+        identity = {key: value for key, value in settings.items() if key != "snapshot"}  # path may move
+        todo = [
+            seed
+            for seed in seeds
+            if not _is_made(rows.get(image_file(job.class_name, seed)), {**identity, "seed": str(seed)})
+        ]
+        counts["skipped"] += len(seeds) - len(todo)
+        if not todo:
+            click.echo(f"[{job.class_name}] all {len(seeds)} images present; skipped.")
+            continue
+        if loaded is None or loaded[0] != snapshot:
+            loaded = (snapshot, load_generator(snapshot, device=device))
+        click.echo(
+            f"[{job.class_name}] generating {len(todo)} images from {snapshot} "
+            f"({len(seeds) - len(todo)} already present)."
+        )
+        for batch_seeds in _batches(todo, options.batch):
+            images = synthesize(
+                loaded[1],
+                batch_seeds,
+                class_index=job.class_index,
+                truncation=options.truncation,
+                noise_mode=options.noise_mode,
+                device=device,
+            )
+            for seed, image in zip(batch_seeds, images):
+                file = image_file(job.class_name, seed)
+                data = encode_png(image, options.size)
+                atomic_write_bytes(pool / file, data)
+                rows[file] = {**settings, "file": file, "seed": str(seed), "sha256": sha256_bytes(data)}
+            counts["generated"] += len(batch_seeds)
+            if time.monotonic() - last_manifest > MANIFEST_EVERY_S:
+                write_manifest(manifest_path, rows)
+                last_manifest = time.monotonic()
+    write_manifest(manifest_path, rows)
+    if rows:
+        write_preview(pool, rows, options.preview_per_class)
+    click.echo(f"{pool}: {counts['generated']} generated, {counts['skipped']} already present.")
+    return counts
+
+
+def _seeds_option(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...]:
+    return () if value is None else parse_seeds(value)
+
+
+@click.command("generate")
+@click.option(
+    "--network",
+    "networks",
+    multiple=True,
+    required=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Snapshot (.pt); repeat for one unconditional snapshot per class.",
+)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Pool folder.")
+@click.option("--per-class", type=int, help="Images per class (seeds 0..N-1).")
+@click.option("--seeds", callback=_seeds_option, help="Seeds, e.g. 0-999 or 0,5,10-19.")
+@click.option("--trunc", "truncation", type=float, default=1.0, show_default=True, help="Truncation psi.")
+@click.option(
+    "--noise-mode",
+    type=click.Choice(NOISE_MODES),
+    default="const",
+    show_default=True,
+    help="Per-pixel noise.",
+)
+@click.option("--batch", type=int, default=16, show_default=True, help="Images per forward pass.")
+@click.option("--size", type=int, help="Output side in px (Lanczos), e.g. 224 [default: network resolution].")
+@click.option(
+    "--class",
+    "classes",
+    multiple=True,
+    callback=comma_list,
+    help="Conditional: classes to make (default all). Unconditional: class name per --network.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="Where to run.",
+)
+@click.option(
+    "--preview-per-class", type=int, default=8, show_default=True, help="Images per class in preview.png."
+)
+def generate_command(**kwargs: Any) -> None:
+    """Generate a synthetic pool POOL/<class>/seedNNNNN.png (+ manifest.csv, preview.png) from snapshots."""
+    generate_pool(GenerateOptions(**kwargs))

@@ -1,0 +1,407 @@
+"""`augstudy train-gan`: StyleGAN2-ADA on prepared data, one network per class or one conditional.
+
+The original study trained one unconditional network per class; `--conditional` trains a single
+class-conditional network on all classes instead. Every run folder is resumable: running the same
+command again continues each run from its newest snapshot and skips runs that reached `--kimg`.
+The training loop itself is `stylegan2ada.training.train`; this module only maps the study's
+folders and options onto it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from augstudy.gan.cli_options import comma_list
+from augstudy.options import write_options
+from stylegan2ada.configs import CONFIG_NAMES
+
+CONDITIONAL_RUN = "conditional"
+ALL_CLASSES_ZIP = "all.zip"
+OPTIONS_FILE = "train_gan_options.json"
+
+# Fields of TrainGanOptions handed to stylegan2ada.training.TrainOptions under the same name when set;
+# None leaves the library's default (the reference train.py's) in place, so defaults live in one place.
+_PASSED_THROUGH = (
+    "cfg",
+    "kimg",
+    "batch",
+    "gamma",
+    "aug",
+    "p",
+    "target",
+    "augpipe",
+    "ada_kimg",
+    "mirror",
+    "snap",
+    "seed",
+    "freezed",
+    "fp32",
+    "workers",
+    "channel_base",
+    "channel_max",
+    "mapping_layers",
+    "glr",
+    "dlr",
+    "mbstd_group",
+    "device",
+    "tick_kimg",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainGanOptions:
+    """What `augstudy train-gan` does. Training options left at None take stylegan2ada's defaults.
+
+    Args:
+        data: output folder of `augstudy prepare` (reads `data/gan/<class>.zip` or `data/gan/all.zip`).
+        out: folder of run folders: `out/<class>/` per class, or `out/conditional/`.
+        classes: the classes to train (per-class mode); empty means every prepared class.
+        conditional: one class-conditional network on `all.zip` instead of one network per class.
+        resume: continue runs from their newest snapshot; False refuses to touch a run that has one.
+        resume_from: snapshot to start new runs from (transfer learning); ignored by runs being resumed.
+        gpus: number of GPUs; several need the job started under torchrun (one process per GPU).
+        metrics: metrics computed at every snapshot by `augstudy.metrics` and written to stats.jsonl.
+        metrics_images: number of generated images per snapshot metric (None: the metric's default).
+        inception: local TorchScript Inception network for kid/fid.
+        cpu_train: without a GPU, train anyway after printing the estimated time (False: estimate only).
+    """
+
+    data: Path
+    out: Path
+    classes: tuple[str, ...] = ()
+    conditional: bool = False
+    cfg: str | None = None
+    kimg: float | None = None
+    batch: int | None = None
+    gamma: float | None = None
+    aug: str | None = None
+    p: float | None = None
+    target: float | None = None
+    augpipe: str | None = None
+    ada_kimg: float | None = None
+    mirror: bool | None = None
+    snap: float | None = None
+    seed: int | None = None
+    resume: bool = True
+    resume_from: Path | None = None
+    freezed: int | None = None
+    fp32: bool | None = None
+    gpus: int = 1
+    workers: int | None = None
+    channel_base: int | None = None
+    channel_max: int | None = None
+    mapping_layers: int | None = None
+    glr: float | None = None
+    dlr: float | None = None
+    mbstd_group: int | None = None
+    device: str | None = None
+    tick_kimg: float | None = None
+    metrics: tuple[str, ...] = ()
+    metrics_images: int | None = None
+    inception: Path | None = None
+    cpu_train: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class GanRun:
+    """One network to train: its run folder, its prepared data zip and the metadata its snapshots carry."""
+
+    name: str
+    data: Path
+    run_dir: Path
+    extra_meta: dict[str, Any]
+
+
+def plan_runs(options: TrainGanOptions) -> list[GanRun]:
+    """The runs `options` asks for, checked against the prepared data before anything trains."""
+    gan_dir = Path(options.data) / "gan"
+    if not gan_dir.is_dir():
+        raise click.UsageError(
+            f"{gan_dir} does not exist: --data must be the output folder of "
+            f"`augstudy prepare SOURCE --out DIR`."
+        )
+    out = Path(options.out)
+    if options.conditional:
+        if options.classes:
+            raise click.UsageError(
+                "--classes picks per-class runs; a --conditional run trains on all classes."
+            )
+        data = gan_dir / ALL_CLASSES_ZIP
+        if not data.is_file():
+            raise click.UsageError(
+                f"{data} is missing: re-run `augstudy prepare` to write the all-classes zip."
+            )
+        extra = {"class_names": _class_names(data), "data": str(data.resolve())}
+        return [GanRun(CONDITIONAL_RUN, data, out / CONDITIONAL_RUN, extra)]
+
+    available = sorted(path.stem for path in gan_dir.glob("*.zip") if path.name != ALL_CLASSES_ZIP)
+    if not available:
+        raise click.UsageError(
+            f"{gan_dir} holds no per-class zip (<class>.zip); run `augstudy prepare` first."
+        )
+    unknown = [name for name in options.classes if name not in available]
+    if unknown:
+        raise click.UsageError(
+            f"--classes {', '.join(unknown)}: not prepared in {gan_dir}; available: {', '.join(available)}."
+        )
+    chosen = list(dict.fromkeys(options.classes)) if options.classes else available
+    return [
+        GanRun(
+            name,
+            gan_dir / f"{name}.zip",
+            out / name,
+            {"class_name": name, "data": str((gan_dir / f"{name}.zip").resolve())},
+        )
+        for name in chosen
+    ]
+
+
+def _class_names(data: Path) -> list[str]:
+    """Class names of a labelled prepared zip, in label order."""
+    from stylegan2ada.dataset import ImageDataset
+
+    dataset = ImageDataset(data, use_labels=True)
+    if not dataset.label_dim or not dataset.class_names:
+        raise click.UsageError(
+            f'{data}: dataset.json has no labels or no "class_names"; a conditional '
+            f"run needs both (re-run `augstudy prepare`)."
+        )
+    return list(dataset.class_names)
+
+
+def train_options_for(options: TrainGanOptions, run: GanRun, *, resume: bool) -> Any:
+    """The stylegan2ada TrainOptions of one run."""
+    from stylegan2ada.training import TrainOptions
+
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if options.gpus != world_size:
+        raise click.UsageError(
+            f"--gpus {options.gpus}: stylegan2ada trains on several GPUs with one process per GPU; start "
+            f"the same command as `torchrun --standalone --nproc_per_node={options.gpus} -m augstudy "
+            f"train-gan ...`."
+        )
+    overrides = {
+        name: getattr(options, name) for name in _PASSED_THROUGH if getattr(options, name) is not None
+    }
+    try:
+        return TrainOptions(
+            data=run.data,
+            run_dir=run.run_dir,
+            cond=options.conditional,
+            resume=resume,
+            resume_from=None if resume or options.resume_from is None else Path(options.resume_from),
+            extra_meta=run.extra_meta,
+            **overrides,
+        )
+    except ValueError as error:  # the library names each bad option and why
+        raise click.UsageError(f"[{run.name}] {error}") from error
+
+
+def describe_runs(options: TrainGanOptions) -> dict[str, dict[str, Any]]:
+    """Per run, the resolved training options with G and D parameter counts (what --dry-run prints)."""
+    from stylegan2ada.training import describe
+
+    return {
+        run.name: describe(train_options_for(options, run, resume=_newest_snapshot(run) is not None))
+        for run in plan_runs(options)
+    }
+
+
+def _newest_snapshot(run: GanRun) -> Path | None:
+    from stylegan2ada.snapshot import latest_snapshot
+
+    return latest_snapshot(run.run_dir) if run.run_dir.is_dir() else None
+
+
+def _done_nimg(snapshot: Path | None) -> int:
+    from stylegan2ada.snapshot import snapshot_meta
+
+    return 0 if snapshot is None else int(snapshot_meta(snapshot)["cur_nimg"])
+
+
+def _trains_on_cpu(device: str) -> bool:
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise click.UsageError(
+            "--device cuda: no CUDA device is available (torch.cuda.is_available() is False)."
+        )
+    return device == "cpu" or not torch.cuda.is_available()
+
+
+def _metrics_hook(
+    options: TrainGanOptions, run: GanRun
+) -> Callable[[Path, Any, float], dict[str, float]] | None:
+    """A snapshot hook that adds `options.metrics` of G_ema against the run's training images."""
+    if not options.metrics:
+        return None
+    from augstudy.metrics.evaluate import GENERATOR_METRICS, generator_metrics
+
+    unknown = [name for name in options.metrics if name not in GENERATOR_METRICS]
+    if unknown:
+        raise click.UsageError(
+            f"--metrics {','.join(unknown)}: unknown; choose from {','.join(GENERATOR_METRICS)}."
+        )
+
+    extra: dict[str, Any] = {"inception_path": options.inception}
+    if options.metrics_images is not None:
+        extra["num_images"] = options.metrics_images
+    if options.seed is not None:
+        extra["seed"] = options.seed
+
+    def hook(snapshot_path: Path, generator: Any, kimg: float) -> dict[str, float]:
+        return generator_metrics(generator, run.data, metrics=tuple(options.metrics), **extra)
+
+    return hook
+
+
+def _readable_duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} hours"
+    return f"{seconds / 60:.1f} minutes" if seconds >= 60 else f"{seconds:.0f} seconds"
+
+
+def train_gans(options: TrainGanOptions) -> dict[str, Path | None]:
+    """Train (or resume) every run; returns run name -> final snapshot (None for runs not trained).
+
+    Without a GPU the expected time is measured from a short warm-up and printed first; with
+    `cpu_train=False` nothing trains.
+    """
+    from stylegan2ada.training import measure_sec_per_kimg, train
+
+    runs = plan_runs(options)
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_options(out / OPTIONS_FILE, options)
+
+    pending: list[tuple[GanRun, Any, float]] = []
+    finished: dict[str, Path | None] = {}
+    for run in runs:
+        newest = _newest_snapshot(run)
+        if newest is not None and not options.resume:
+            raise click.UsageError(
+                f"{run.run_dir} already holds {newest.name}; drop --no-resume to continue "
+                f"it, or choose another --out to start afresh."
+            )
+        train_options = train_options_for(options, run, resume=newest is not None)
+        done_nimg = _done_nimg(newest)
+        progress = f"{done_nimg / 1000:g} of {train_options.kimg:g} kimg"
+        if newest is not None and done_nimg >= round(train_options.kimg * 1000):
+            print(f"[{run.name}] finished: {newest} reached {progress}; skipped.", flush=True)
+            finished[run.name] = newest
+        else:
+            if newest is not None:
+                print(f"[{run.name}] resuming from {newest.name} ({progress}).", flush=True)
+            pending.append((run, train_options, done_nimg / 1000))
+    hooks = {run.name: _metrics_hook(options, run) for run, _, _ in pending}
+
+    if pending and _trains_on_cpu(pending[0][1].device):
+        sec_per_kimg = measure_sec_per_kimg(pending[0][1])
+        remaining_kimg = sum(train_options.kimg - done for _, train_options, done in pending)
+        print(
+            f"No CUDA GPU: training runs on the CPU. A short warm-up measured {sec_per_kimg:.1f} s/kimg; "
+            f"{len(pending)} run(s), {remaining_kimg:g} kimg left, expect about "
+            f"{_readable_duration(sec_per_kimg * remaining_kimg)}.",
+            flush=True,
+        )
+        if not options.cpu_train:
+            print(
+                "Not training (--no-cpu-train). Run on a machine with an NVIDIA GPU, or drop --no-cpu-train.",
+                flush=True,
+            )
+            return {**finished, **{run.name: None for run, _, _ in pending}}
+
+    for run, train_options, _ in pending:
+        print(f"[{run.name}] training on {run.data} -> {run.run_dir}", flush=True)
+        finished[run.name] = train(train_options, snapshot_hook=hooks[run.name])
+    return {run.name: finished[run.name] for run in runs}
+
+
+@click.command("train-gan")
+@click.option(
+    "--data",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Output folder of `augstudy prepare`.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder of run folders (one per class, or `conditional`).",
+)
+@click.option("--classes", multiple=True, callback=comma_list, help="Classes to train (default: all).")
+@click.option("--conditional", is_flag=True, help="One class-conditional network on all classes.")
+@click.option("--cfg", type=click.Choice(CONFIG_NAMES), help="Base configuration [default: auto].")
+@click.option("--kimg", type=float, help="Training length in thousands of real images shown to D.")
+@click.option("--batch", type=int, help="Minibatch size (overrides the config).")
+@click.option("--gamma", type=float, help="R1 regularisation weight (overrides the config).")
+@click.option("--aug", type=click.Choice(["ada", "fixed", "noaug"]), help="Augmentation mode [default: ada].")
+@click.option("--p", type=float, help="Augment probability for --aug fixed.")
+@click.option("--target", type=float, help="ADA target value of E[sign(D(real))].")
+@click.option(
+    "--augpipe",
+    help="Augmentation pipeline: blit, geom, color, filter, noise, cutout, bg, bgc, bgcf, "
+    "bgcfn, bgcfnc [default: bgc].",
+)
+@click.option("--ada-kimg", type=float, help="ADA adjustment speed (kimg for p to go 0 -> 1).")
+@click.option("--mirror/--no-mirror", default=None, help="Add x-flipped copies of the training images.")
+@click.option("--snap", type=float, help="kimg between snapshots.")
+@click.option("--tick", "tick_kimg", type=float, help="kimg between progress lines.")
+@click.option("--seed", type=int, help="Random seed.")
+@click.option(
+    "--resume/--no-resume",
+    default=True,
+    show_default=True,
+    help="Continue each run from its newest snapshot (--no-resume refuses runs that have one).",
+)
+@click.option(
+    "--resume-from",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Snapshot to start new runs from (transfer learning).",
+)
+@click.option("--freezed", type=int, help="Freeze the first N layers of D (transfer learning).")
+@click.option("--fp32/--fp16", default=None, help="Disable mixed precision (always FP32 on CPU).")
+@click.option("--gpus", type=int, default=1, show_default=True, help="Number of GPUs.")
+@click.option("--workers", type=int, help="Data loader worker processes.")
+@click.option("--cbase", "channel_base", type=int, help="Override channel_base (network width).")
+@click.option("--cmax", "channel_max", type=int, help="Override channel_max (maximum channels per layer).")
+@click.option("--map", "mapping_layers", type=int, help="Override the number of mapping layers.")
+@click.option("--glr", type=float, help="Override G's learning rate.")
+@click.option("--dlr", type=float, help="Override D's learning rate.")
+@click.option("--mbstd-group", type=int, help="Override the minibatch-stddev group size.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where to train [default: auto].")
+@click.option(
+    "--metrics",
+    multiple=True,
+    callback=comma_list,
+    help="Metrics at every snapshot, into stats.jsonl: swd (no download), kid, fid.",
+)
+@click.option("--metrics-images", type=int, help="Generated images per snapshot metric.")
+@click.option(
+    "--inception",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Local TorchScript Inception network for kid/fid.",
+)
+@click.option(
+    "--cpu-train/--no-cpu-train",
+    default=True,
+    show_default=True,
+    help="Without a GPU, train on the CPU after printing the expected time (--no-cpu-train: "
+    "print the estimate only).",
+)
+@click.option("--dry-run", is_flag=True, help="Print each network's resolved options as JSON and exit.")
+def train_gan_command(dry_run: bool, **kwargs: Any) -> None:
+    """Train StyleGAN2-ADA on prepared data: one network per class, or one --conditional network."""
+    options = TrainGanOptions(**kwargs)
+    if dry_run:
+        click.echo(json.dumps(describe_runs(options), indent=2, sort_keys=True, default=str))
+        return
+    train_gans(options)
