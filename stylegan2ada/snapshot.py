@@ -1,0 +1,141 @@
+"""Training snapshots that load without executing code, and the RNG state that makes resume exact.
+
+A snapshot `run_dir/network-snapshot-NNNNNN.pt` (NNNNNN = whole kimg) is ``torch.save`` of a dict
+holding only tensors and plain Python data, so ``torch.load(weights_only=True)`` reads it: the
+reference's pickles, by contrast, run embedded source code when loaded. Layout::
+
+    format, version
+    G, D, G_ema                state_dicts
+    G_init_kwargs, D_init_kwargs   JSON-able arguments that rebuild the networks (networks.build_module)
+    options                    the resolved training options (a JSON-able dict)
+    meta                       kimg, cur_nimg, batch_idx, world_size, extra_meta, torch_version, ...
+    state                      optimizers, augment pipe and ADA controller, loss buffers, per-rank RNG
+
+The data sampler needs no state of its own: its position is `meta.batch_idx` (the index order is a
+pure function of the seed and the minibatch counter, see `stylegan2ada.dataset.InfiniteSampler`).
+
+Snapshots are written atomically (stylegan2ada.io), so a crash leaves the previous one intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import random
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from stylegan2ada.io import atomic_open
+
+FORMAT = "stylegan2ada.snapshot"
+VERSION = 1
+_NAME = re.compile(r"^network-snapshot-(\d+)\.pt$")
+
+
+class SnapshotError(ValueError):
+    """A file is not a readable stylegan2ada snapshot; the message names it and says why."""
+
+
+def snapshot_name(cur_nimg: int) -> str:
+    return f"network-snapshot-{cur_nimg // 1000:06d}.pt"
+
+
+def save_snapshot(path: str | os.PathLike[str], snapshot: dict[str, Any]) -> Path:
+    """Atomically write a snapshot dict (see the module docstring for its keys), streamed to disk."""
+    with atomic_open(path, "wb") as handle:
+        torch.save({"format": FORMAT, "version": VERSION, **snapshot}, handle)
+    return Path(path)
+
+
+def load_snapshot(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> dict[str, Any]:
+    """The whole snapshot dict, tensors on `device`; refuses anything that is not tensors and plain data."""
+    return _load(Path(path), device, mmap=False)
+
+
+def _load(path: Path, device: str | torch.device, mmap: bool) -> dict[str, Any]:
+    if not path.is_file():
+        raise SnapshotError(f"{path}: no such snapshot file.")
+    try:
+        data = torch.load(path, map_location=device, weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as error:
+        raise SnapshotError(
+            f"{path}: refused to load: it holds more than tensors and plain data, so it is not a stylegan2ada "
+            f"snapshot (reference .pkl files execute code when loaded and are not read here). Detail: {error}"
+        ) from error
+    except (RuntimeError, EOFError, OSError) as error:
+        raise SnapshotError(f"{path}: not a readable snapshot (truncated or not a torch file): {error}") from error
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise SnapshotError(f"{path}: a torch file, but not a stylegan2ada snapshot (no format={FORMAT!r} key).")
+    if data.get("version") != VERSION:
+        raise SnapshotError(f"{path}: snapshot version {data.get('version')}; this code reads version {VERSION}.")
+    return data
+
+
+def snapshot_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """kimg, cur_nimg, batch_idx, G/D init_kwargs, resolved training `options` and `extra_meta`, cheaply."""
+    data = _load(Path(path), "cpu", mmap=True)  # memory-mapped: reading meta does not read the weights
+    return {**data["meta"], "G_init_kwargs": data["G_init_kwargs"], "D_init_kwargs": data["D_init_kwargs"],
+            "options": data["options"]}
+
+
+def load_generator(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The snapshot's G_ema, rebuilt from its init_kwargs, in eval mode with gradients off."""
+    from stylegan2ada.networks import build_module
+
+    data = load_snapshot(path)
+    generator = build_module("Generator", data["G_init_kwargs"])
+    generator.load_state_dict(data["G_ema"])
+    return generator.eval().requires_grad_(False).to(device)
+
+
+def latest_snapshot(run_dir: str | os.PathLike[str]) -> Path | None:
+    """The snapshot with the highest kimg in `run_dir`, or None when it holds none."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return None
+    found = [(int(match.group(1)), file) for file in run_dir.iterdir() if (match := _NAME.match(file.name))]
+    return max(found)[1] if found else None
+
+
+# -- random number generators ---------------------------------------------------------------------
+def rng_state() -> dict[str, Any]:
+    """Every global RNG a training step may draw from, as tensors and plain data."""
+    version, mt_state, gauss_next = random.getstate()
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": {"version": version, "state": torch.tensor(mt_state, dtype=torch.int64), "gauss_next": gauss_next},
+        "numpy": {"kind": np_kind, "keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(np_pos),
+                  "has_gauss": int(np_has_gauss), "cached_gaussian": float(np_gauss)},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what `rng_state` captured (the CUDA state applies to the current device)."""
+    torch.set_rng_state(state["torch"].cpu())
+    python = state["python"]
+    random.setstate((python["version"], tuple(int(v) for v in python["state"].tolist()), python["gauss_next"]))
+    numpy = state["numpy"]
+    np.random.set_state((numpy["kind"], numpy["keys"].cpu().numpy().astype(np.uint32), numpy["pos"],
+                         numpy["has_gauss"], numpy["cached_gaussian"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"].cpu())
+
+
+@contextlib.contextmanager
+def preserved_rng() -> Iterator[None]:
+    """Run side work (image grids, metric hooks) without moving the training RNG streams."""
+    saved = rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(saved)
