@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["build_networks", "train", "TrainOptions", "load_snapshot"]
+__all__ = ["TrainOptions", "build_networks", "load_snapshot", "train"]
 
 _LAZY = {
     "build_networks": "stylegan2ada.networks",

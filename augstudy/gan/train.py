@@ -9,10 +9,11 @@ folders and options onto it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,8 @@ class TrainGanOptions:
         metrics_images: number of generated images per snapshot metric (None: the metric's default).
         inception: local TorchScript Inception network for kid/fid.
         cpu_train: without a GPU, train anyway after printing the estimated time (False: estimate only).
+        threads: torch CPU threads while training (None: torch's default). Small networks on a
+            few shared cores train several times faster with 1 thread than with one per core.
     """
 
     data: Path
@@ -107,6 +110,7 @@ class TrainGanOptions:
     metrics_images: int | None = None
     inception: Path | None = None
     cpu_train: bool = True
+    threads: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,8 +278,6 @@ def train_gans(options: TrainGanOptions) -> dict[str, Path | None]:
     Without a GPU the expected time is measured from a short warm-up and printed first; with
     `cpu_train=False` nothing trains.
     """
-    from stylegan2ada.training import measure_sec_per_kimg, train
-
     runs = plan_runs(options)
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -301,6 +303,34 @@ def train_gans(options: TrainGanOptions) -> dict[str, Path | None]:
                 print(f"[{run.name}] resuming from {newest.name} ({progress}).", flush=True)
             pending.append((run, train_options, done_nimg / 1000))
     hooks = {run.name: _metrics_hook(options, run) for run, _, _ in pending}
+    with torch_threads(options.threads):
+        trained = _train_pending(options, pending, hooks)
+    if trained is None:
+        return {**finished, **{run.name: None for run, _, _ in pending}}
+    finished.update(trained)
+    return {run.name: finished[run.name] for run in runs}
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Use `threads` torch CPU threads inside the block, and restore the previous number after it."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if threads is not None:
+        if threads < 1:
+            raise click.UsageError(f"--threads {threads}: must be at least 1.")
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _train_pending(options: TrainGanOptions, pending: list[tuple[GanRun, Any, float]],
+                   hooks: dict[str, Any]) -> dict[str, Path] | None:
+    """Estimate (on CPU) then train the pending runs; None when told not to train on the CPU."""
+    from stylegan2ada.training import measure_sec_per_kimg, train
 
     if pending and _trains_on_cpu(pending[0][1].device):
         sec_per_kimg = measure_sec_per_kimg(pending[0][1])
@@ -316,12 +346,12 @@ def train_gans(options: TrainGanOptions) -> dict[str, Path | None]:
                 "Not training (--no-cpu-train). Run on a machine with an NVIDIA GPU, or drop --no-cpu-train.",
                 flush=True,
             )
-            return {**finished, **{run.name: None for run, _, _ in pending}}
-
+            return None
+    trained = {}
     for run, train_options, _ in pending:
         print(f"[{run.name}] training on {run.data} -> {run.run_dir}", flush=True)
-        finished[run.name] = train(train_options, snapshot_hook=hooks[run.name])
-    return {run.name: finished[run.name] for run in runs}
+        trained[run.name] = train(train_options, snapshot_hook=hooks[run.name])
+    return trained
 
 
 @click.command("train-gan")
@@ -371,6 +401,7 @@ def train_gans(options: TrainGanOptions) -> dict[str, Path | None]:
 @click.option("--fp32/--fp16", default=None, help="Disable mixed precision (always FP32 on CPU).")
 @click.option("--gpus", type=int, default=1, show_default=True, help="Number of GPUs.")
 @click.option("--workers", type=int, help="Data loader worker processes.")
+@click.option("--threads", type=int, help="Torch CPU threads while training [default: torch's].")
 @click.option("--cbase", "channel_base", type=int, help="Override channel_base (network width).")
 @click.option("--cmax", "channel_max", type=int, help="Override channel_max (maximum channels per layer).")
 @click.option("--map", "mapping_layers", type=int, help="Override the number of mapping layers.")

@@ -60,6 +60,11 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def _number(text: str) -> float:
+    """A CSV cell as a float; pandas writes NaN as an empty cell."""
+    return float(text) if text.strip() else float("nan")
+
+
 def _data_section(doc: Document, study: Study) -> None:
     report = _read_json(study.prepared / "report.json")
     doc.add(Heading("Data"))
@@ -112,7 +117,7 @@ def _gan_section(doc: Document, study: Study) -> None:
                    if line.strip()]
         last = next((record for record in reversed(records) if "kimg" in record), {})
         swd = next((record["swd"] for record in reversed(records) if "swd" in record), None)
-        rows.append([run.name, _fmt(last.get("kimg")), _fmt(last.get("sec_per_kimg")),
+        rows.append([run.name, f"{last['kimg']:g}" if "kimg" in last else "–", _fmt(last.get("sec_per_kimg")),
                      _fmt(last.get("augment_p")), _fmt(swd)])
     if rows:
         doc.add(Paragraph(f"StyleGAN2-ADA runs under `{_rel(study, study.runs)}` (options in each run's "
@@ -169,9 +174,9 @@ def _classifier_section(doc: Document, study: Study, results: Path, split: str |
     for row in rows:
         if row["metric"] not in ("accuracy", "balanced_accuracy", "roc_auc"):
             continue
-        table.append([_fmt(float(row["ratio"]), 4), row["metric"], row["n"], _fmt(float(row["mean"])),
-                      f"[{_fmt(float(row['ci_low']))}, {_fmt(float(row['ci_high']))}]",
-                      _fmt(float(row["mean_difference"])), _fmt(float(row["p_holm"])), row["n_degenerate"]])
+        table.append([f"{_number(row['ratio']):g}", row["metric"], row["n"], _fmt(_number(row["mean"])),
+                      f"[{_fmt(_number(row['ci_low']))}, {_fmt(_number(row['ci_high']))}]",
+                      _fmt(_number(row["mean_difference"])), _fmt(_number(row["p_holm"])), row["n_degenerate"]])
     doc.add(Table(["synthetic %", "metric", "seeds", "mean", "95% CI", "diff. vs 0%", "p (Holm)", "degenerate"],
                   table),
             Paragraph(f"Per-seed rows: `{_rel(study, results / 'results.csv')}`; test used: "
@@ -182,6 +187,10 @@ def _timing_section(doc: Document, study: Study) -> None:
     steps = study.state.get("steps", {})
     if not steps:
         return
+    from augstudy.pipeline import STEPS
+
+    order = {name: index for index, name in enumerate(STEPS)}
+    steps = dict(sorted(steps.items(), key=lambda item: order.get(item[0].split(":")[0], len(order))))
     doc.add(Heading("Run time"),
             Table(["step", "seconds (last run of the step)"],
-                  [[name, _fmt(float(record.get("seconds", float("nan"))), 4)] for name, record in steps.items()]))
+                  [[name, f"{record['seconds']:.1f}"] for name, record in steps.items()]))

@@ -1,0 +1,146 @@
+"""`augstudy run CONFIG` / `augstudy demo`: one file drives every step, resumably."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from augstudy.cli import main
+from augstudy.pipeline import ConfigError, Study, demo_config_path, load_config
+
+TINY = """
+[study]
+name = "tiny"
+source = "phantom"
+
+[phantom]
+per_class = 24
+seed = 3
+
+[prepare]
+resolution = 16
+split = "dedup"
+
+[train_gan]
+channel_base = 256
+channel_max = 16
+mapping_layers = 1
+batch = 4
+gamma = 0.1
+kimg = 0.04
+snap = 0.02
+tick_kimg = 0.02
+workers = 0
+threads = 1
+
+[generate]
+per_class = 20
+
+[metrics]
+metrics = ["swd", "memo"]
+
+[sweep]
+ratios = [0, 100]
+seeds = {seeds}
+weights = "none"
+input_size = 32
+epochs = 2
+save_models = "none"
+"""
+
+
+def _write(path: Path, seeds: int = 2) -> Path:
+    path.write_text(TINY.replace("{seeds}", str(seeds)), encoding="utf-8")
+    return path
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.slow
+def test_run_makes_every_output_then_resumes_only_what_changed(tmp_path: Path) -> None:
+    config = _write(tmp_path / "tiny.toml")
+    out = tmp_path / "study"
+    log: list[str] = []
+    report = Study(load_config(config, out), log=log.append).run()
+
+    assert report == out / "report.md" and (out / "report.html").is_file()
+    text = report.read_text(encoding="utf-8")
+    for section in ("## Data", "## GAN", "## Classifier", "random-init", "results/figures/accuracy_vs_ratio.png"):
+        assert section in text
+    assert len(list((out / "pool" / "normal").glob("seed*.png"))) == 20
+    assert json.loads((out / "pool" / "metrics.json").read_text())["classes"]["squamous"]["swd"]["mean"] > 0
+    assert len(_rows(out / "results" / "results.csv")) == 4
+    state = json.loads((out / "study_state.json").read_text())
+    assert set(state["steps"]) == {"phantom", "prepare", "train_gan", "generate", "metrics", "sweep:default"}
+
+    log.clear()
+    Study(load_config(config, out), log=log.append).run()
+    assert sum("skipped" in line for line in log) == 6
+
+    _write(config, seeds=3)
+    log.clear()
+    Study(load_config(config, out), log=log.append).run()
+    skipped = [line for line in log if "skipped" in line]
+    assert len(skipped) == 5 and not any("sweep" in line for line in skipped)
+    assert len(_rows(out / "results" / "results.csv")) == 6
+
+
+def test_unknown_key_names_file_section_and_allowed_keys(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(TINY.replace("{seeds}", "2").replace("epochs = 2", "epoch = 2"), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"bad\.toml: unknown key\(s\) \['epoch'\] in \[sweep\]; allowed: .*epochs"):
+        load_config(config)
+
+
+def test_wired_paths_cannot_be_set_in_a_config(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(TINY.replace("{seeds}", "2").replace("[generate]\n", '[generate]\nout = "elsewhere"\n'),
+                      encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"\['out'\] in \[generate\]"):
+        load_config(config)
+
+
+def test_missing_source_and_bad_toml_are_reported_with_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[study]\nname = "x"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"c\.toml: \[study\] needs 'source'"):
+        load_config(config)
+    config.write_text("[study\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"c\.toml: not valid TOML"):
+        load_config(config)
+
+
+def test_relative_paths_are_relative_to_the_config_and_source_can_be_overridden(tmp_path: Path) -> None:
+    (tmp_path / "exp").mkdir()
+    config = tmp_path / "exp" / "c.toml"
+    config.write_text('[study]\nname = "x"\nsource = "../data"\nout = "results/x"\n', encoding="utf-8")
+    loaded = load_config(config)
+    assert loaded.source == str((tmp_path / "data").resolve())
+    assert loaded.out == (tmp_path / "exp" / "results" / "x").resolve()
+    assert load_config(config, source="phantom").source == "phantom"
+
+
+def test_dry_run_prints_each_step_with_the_study_layout(tmp_path: Path) -> None:
+    config = _write(tmp_path / "tiny.toml")
+    result = CliRunner().invoke(main, ["run", str(config), "--out", str(tmp_path / "s"), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output)
+    assert plan["steps"]["train_gan"]["data"] == str(tmp_path / "s" / "prepared")
+    assert plan["steps"]["sweep"]["pool"] == str(tmp_path / "s" / "pool")
+    assert plan["steps"]["train_gan"]["kimg"] == 0.04
+    assert not (tmp_path / "s").exists()
+
+
+def test_shipped_configs_are_valid() -> None:
+    demo = load_config(demo_config_path())
+    assert demo.source == "phantom" and demo.sections["sweep"]["weights"] == "auto"
+    repro = load_config(Path(__file__).parents[2] / "experiments" / "stebbins2024.toml")
+    assert repro.sections["train_gan"] | {"batch": 8, "gamma": 50.0, "kimg": 80} == repro.sections["train_gan"]
+    assert repro.sections["generate"]["per_class"] == 501 and repro.sections["sweep"]["head"] == "paper"
