@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from augstudy.cache import cache_root
 from augstudy.classify.images import ViewParams, load_view
 from stylegan2ada.io import atomic_open, atomic_write_json
 
@@ -25,11 +25,8 @@ CACHE_FORMAT_VERSION = 1
 
 
 def default_cache_dir() -> Path:
-    """`$AUGSTUDY_CACHE/features`, else `$XDG_CACHE_HOME/augstudy/features`, else `~/.cache/...`."""
-    if "AUGSTUDY_CACHE" in os.environ:
-        return Path(os.environ["AUGSTUDY_CACHE"]).expanduser() / "features"
-    base = Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser()
-    return base / "augstudy" / "features"
+    """Backbone features live beside augstudy's other caches (see `augstudy.cache.cache_root`)."""
+    return cache_root() / "classifier-features"
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,7 @@ class SweepOptions:
     finetune: bool = False
     feature_cache: bool = True  # False: re-run the frozen backbone every step (benchmarks only)
     keras_backend: str | None = None  # default: $KERAS_BACKEND, else tensorflow
-    cache_dir: Path | None = None  # default: ~/.cache/augstudy/features
+    cache_dir: Path | None = None  # default: <augstudy cache>/classifier-features
     feature_batch_size: int = 32
     paired_test: str = "t"
     positive_class: str | None = None  # default: the second class in sorted order
@@ -420,7 +420,7 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
 @click.option("--keras-backend", type=click.Choice(KERAS_BACKENDS),
               help="Keras backend  [default: $KERAS_BACKEND, else tensorflow]")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Feature cache folder  [default: ~/.cache/augstudy/features]")
+              help="Feature cache folder  [default: $AUGSTUDY_CACHE_DIR or ~/.cache/augstudy, /classifier-features]")
 @click.option("--feature-batch-size", default=32, show_default=True, help="Images per backbone pass.")
 @click.option("--paired-test", type=click.Choice(list(PAIRED_TESTS)), default="t", show_default=True,
               help="Seed-paired test of each ratio against 0%: paired t-test or Wilcoxon signed-rank.")

@@ -80,9 +80,10 @@ def write_toy_study(
         manifest.append({
             "split": subset, "class": name, "source_folder": f"source/{subset}/{name}",
             "source_path": f"source/{subset}/{name}/{stem}.png", "sha256": digest, "pixel_sha256": digest,
-            "phash": "", "dup_group": "" if unique else f"dup-{image_seed}", "image": relative.as_posix(),
-            "official_keep": True, "dedup_keep": unique, "kept": True, "reason": "" if unique else "duplicate",
-            "width": size, "height": size, "mode": "L",
+            "phash": "", "dup_group": "" if unique else f"dup-{image_seed}", "dup_kind": "" if unique else "exact",
+            "dup_of": "", "image": relative.as_posix(), "official_keep": "1", "dedup_keep": "1" if unique else "0",
+            "kept": "1", "reason": "" if unique else "duplicate", "width": size, "height": size, "mode": "L",
+            "format": "PNG", "colour": "0",
         })
     atomic_write_text(data / "manifest.csv", pd.DataFrame(manifest).to_csv(index=False))
     atomic_write_json(data / "prepare_options.json", {"split": "official", "resolution": size, "channels": 1})

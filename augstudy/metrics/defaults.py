@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 METRICS: tuple[str, ...] = ("kid", "fid", "swd", "memo")
 # Metrics that need the Inception network; the rest need no downloaded weights.
 INCEPTION_METRICS: frozenset[str] = frozenset({"kid", "fid"})
@@ -46,11 +43,3 @@ MEMO_REPORT_QUANTILES: tuple[float, ...] = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.
 # Snapshot-time metrics during GAN training.
 SNAPSHOT_NUM_IMAGES = 1000
 
-
-def cache_root() -> Path:
-    """Where downloaded weights and cached features live: $AUGSTUDY_CACHE_DIR, else the XDG cache."""
-    explicit = os.environ.get("AUGSTUDY_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "augstudy"

@@ -23,7 +23,8 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from augstudy.metrics.defaults import BATCH_SIZE, INCEPTION_RESOLUTION, cache_root
+from augstudy.cache import cache_root
+from augstudy.metrics.defaults import BATCH_SIZE, INCEPTION_RESOLUTION
 from augstudy.metrics.images import ImageRef, decode_pixels, iter_image_bytes
 from augstudy.metrics.inception import load_feature_network, resolve_inception_path, takes_return_features
 from stylegan2ada.io import atomic_open, sha256_bytes, sha256_file

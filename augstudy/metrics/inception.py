@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from augstudy.metrics.defaults import cache_root
+from augstudy.cache import cache_root
 from stylegan2ada.io import atomic_open
 
 INCEPTION_FILENAME = "inception-2015-12-05.pt"

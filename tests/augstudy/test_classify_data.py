@@ -41,14 +41,15 @@ def test_default_split_comes_from_prepare_options(study, tmp_path: Path) -> None
 
 
 def test_bad_prepared_folders_get_errors_naming_the_file(study, tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="manifest.csv: not found"):
+    with pytest.raises(DataError, match=r"manifest\.csv not found: .* is not a prepared folder"):
         read_prepared(tmp_path)
-    manifest = pd.read_csv(study.data / "manifest.csv")
+    manifest = pd.read_csv(study.data / "manifest.csv", dtype=str, keep_default_na=False)
     manifest.drop(columns=["dedup_keep"]).to_csv(tmp_path / "manifest.csv", index=False)
-    with pytest.raises(DataError, match="missing column"):
+    with pytest.raises(DataError, match=r"manifest\.csv lacks the columns \['dedup_keep'\]"):
         read_prepared(tmp_path)
     manifest.to_csv(tmp_path / "manifest.csv", index=False)
-    with pytest.raises(DataError, match=r"normal_000\.png: listed in .* but missing"):
+    (tmp_path / "prepare_options.json").write_text((study.data / "prepare_options.json").read_text())
+    with pytest.raises(DataError, match=r"normal_000\.png is listed in .* but missing"):
         read_prepared(tmp_path)
     with pytest.raises(DataError, match="unknown split"):
         read_prepared(study.data, "random")

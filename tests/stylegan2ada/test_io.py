@@ -13,10 +13,9 @@ from stylegan2ada.io import atomic_open, atomic_write_json, atomic_write_text, s
 def test_failed_write_leaves_old_content_and_no_temp_file(tmp_path):
     target = tmp_path / "result.txt"
     atomic_write_text(target, "old")
-    with pytest.raises(RuntimeError):
-        with atomic_open(target, "w") as handle:
-            handle.write("half of the new")
-            raise RuntimeError("killed mid-write")
+    with pytest.raises(RuntimeError), atomic_open(target, "w") as handle:
+        handle.write("half of the new")
+        raise RuntimeError("killed mid-write")
     assert target.read_text() == "old"
     assert [path.name for path in tmp_path.iterdir()] == ["result.txt"]
 
