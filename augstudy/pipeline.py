@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
 import json
 import os
 import time
@@ -90,24 +91,20 @@ def _resolve(base: Path, value: str | os.PathLike[str]) -> Path:
     return value if value.is_absolute() else (base / value).resolve()
 
 
+# The options dataclass of each step, imported only when a config uses it.
+_OPTIONS_CLASSES = {
+    "phantom": ("augstudy.data.phantom", "PhantomOptions"),
+    "prepare": ("augstudy.data.prepare", "PrepareOptions"),
+    "train_gan": ("augstudy.gan.train", "TrainGanOptions"),
+    "generate": ("augstudy.gan.generate", "GenerateOptions"),
+    "metrics": ("augstudy.metrics.evaluate", "GanMetricsOptions"),
+    "sweep": ("augstudy.classify.sweep", "SweepOptions"),
+}
+
+
 def _options_class(step: str) -> type:
-    if step == "phantom":
-        from augstudy.data.phantom import PhantomOptions
-        return PhantomOptions
-    if step == "prepare":
-        from augstudy.data.prepare import PrepareOptions
-        return PrepareOptions
-    if step == "train_gan":
-        from augstudy.gan.train import TrainGanOptions
-        return TrainGanOptions
-    if step == "generate":
-        from augstudy.gan.generate import GenerateOptions
-        return GenerateOptions
-    if step == "metrics":
-        from augstudy.metrics.evaluate import GanMetricsOptions
-        return GanMetricsOptions
-    from augstudy.classify.sweep import SweepOptions
-    return SweepOptions
+    module, name = _OPTIONS_CLASSES[step]
+    return getattr(importlib.import_module(module), name)
 
 
 # Fields the pipeline fills from the study layout; a config may not set them.
