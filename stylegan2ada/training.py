@@ -30,7 +30,7 @@ import numpy as np
 import PIL.Image
 import torch
 
-from stylegan2ada import distributed
+from stylegan2ada import distributed, ops
 from stylegan2ada.augment import PIPELINES, AdaController, AugmentPipe, make_augment_pipe
 from stylegan2ada.configs import CONFIG_NAMES, NetworkConfig, resolve_config
 from stylegan2ada.dataset import ImageDataset, InfiniteSampler
@@ -97,6 +97,8 @@ class TrainOptions:
         workers: data-loader worker processes.
         channel_base, channel_max, mapping_layers, glr, dlr, mbstd_group: config overrides.
         device: "auto" (CUDA when available), "cpu" or "cuda".
+        ops: custom-op implementation, "auto" (CUDA kernels when they build, else the reference),
+            "ref" or "cuda" (fail if the kernels cannot be used); None keeps $STYLEGAN2ADA_OPS.
         tick_kimg: kimg between progress lines and stats.jsonl records.
         image_snapshots: write fakes_init.png and fakes-NNNNNN.png at every snapshot (reals.png always).
         extra_meta: JSON-able dict stored in every snapshot (e.g. {"class_name": "normal"}).
@@ -129,6 +131,7 @@ class TrainOptions:
     dlr: float | None = None
     mbstd_group: int | None = None
     device: str = "auto"
+    ops: str | None = None
     tick_kimg: float = 4
     image_snapshots: bool = True
     extra_meta: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -149,6 +152,8 @@ class TrainOptions:
             problems.append(f"augpipe {self.augpipe!r} is not one of {', '.join(PIPELINES)}")
         if self.device not in ("auto", "cpu", "cuda"):
             problems.append(f"device {self.device!r} is not one of auto, cpu, cuda")
+        if self.ops is not None and self.ops not in ops.IMPL_CHOICES:
+            problems.append(f"ops {self.ops!r} is not one of {', '.join(ops.IMPL_CHOICES)}")
         for name in ("kimg", "snap", "tick_kimg", "ada_kimg"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):
@@ -439,6 +444,8 @@ def _merge_resume_options(options: TrainOptions, stored: dict[str, Any], source:
 
 def _prepare(options: TrainOptions) -> tuple[TrainOptions, Path | None]:
     """The options a call actually runs with, and the snapshot it resumes from (if any)."""
+    if options.ops is not None:
+        ops.set_impl(options.ops)
     newest = latest_snapshot(options.run_dir)
     if newest is None:
         return options, None

@@ -52,6 +52,7 @@ _PASSED_THROUGH = (
     "dlr",
     "mbstd_group",
     "device",
+    "ops",
     "tick_kimg",
 )
 
@@ -105,6 +106,7 @@ class TrainGanOptions:
     dlr: float | None = None
     mbstd_group: int | None = None
     device: str | None = None
+    ops: str | None = None
     tick_kimg: float | None = None
     metrics: tuple[str, ...] = ()
     metrics_images: int | None = None
@@ -279,6 +281,13 @@ def train_gans(options: TrainGanOptions) -> dict[str, Path | None]:
     `cpu_train=False` nothing trains.
     """
     runs = plan_runs(options)
+    if options.ops is not None:  # fail before any work when the requested kernels cannot be used
+        from stylegan2ada import ops
+
+        try:
+            ops.set_impl(options.ops)
+        except RuntimeError as error:
+            raise click.UsageError(f"--ops {options.ops}: {error}") from error
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
     write_options(out / OPTIONS_FILE, options)
@@ -409,6 +418,9 @@ def _train_pending(options: TrainGanOptions, pending: list[tuple[GanRun, Any, fl
 @click.option("--dlr", type=float, help="Override D's learning rate.")
 @click.option("--mbstd-group", type=int, help="Override the minibatch-stddev group size.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where to train [default: auto].")
+@click.option("--ops", type=click.Choice(["auto", "ref", "cuda"]),
+              help="Custom ops: CUDA kernels when they build (auto), reference PyTorch (ref), or kernels or fail "
+                   "(cuda) [default: $STYLEGAN2ADA_OPS, else auto].")
 @click.option(
     "--metrics",
     multiple=True,

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 import stylegan2ada.training
@@ -143,3 +144,17 @@ def test_estimate_then_train_then_resume_then_skip(
     monkeypatch.setattr(stylegan2ada.training, "train", refuse)
     assert train_gans(longer) == {"normal": resumed}
     assert "finished" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine may be able to use the CUDA kernels")
+def test_ops_cuda_without_a_gpu_is_a_clear_usage_error(tmp_path: Path) -> None:
+    from augstudy.cli import main
+
+    data = tmp_path / "prep"
+    (data / "gan").mkdir(parents=True)
+    write_dataset(data / "gan" / "normal.zip", list(np.zeros((4, 8, 8), np.uint8)))
+    result = CliRunner().invoke(main, ["train-gan", "--data", str(data), "--out", str(tmp_path / "runs"),
+                                       "--ops", "cuda"])
+    assert result.exit_code == 2
+    assert "--ops cuda: The CUDA kernels of stylegan2ada.ops cannot be used" in result.output
+    assert not (tmp_path / "runs").exists()
