@@ -219,6 +219,8 @@ def read_network_pickle(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise NetworkPickleError(f"{path}: {error}.") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as error:
         raise NetworkPickleError(f"{path}: not a readable pickle (truncated or damaged): {error}") from None
+    if isinstance(data, int):  # torch.save's legacy format starts with a pickled magic number
+        raise NetworkPickleError(f"{path}: a torch.save file in the legacy (non-zip) format, not a network pickle.")
     if not isinstance(data, dict):
         raise NetworkPickleError(
             f"{path}: holds a {type(data).__name__}, not the dict of networks (G, D, G_ema, ...) an NVlabs pickle holds."

@@ -15,6 +15,10 @@ The data sampler needs no state of its own: its position is `meta.batch_idx` (th
 pure function of the seed and the minibatch counter, see `stylegan2ada.dataset.InfiniteSampler`).
 
 Snapshots are written atomically (stylegan2ada.io), so a crash leaves the previous one intact.
+
+Every reader here also takes an official NVlabs network pickle (`.pkl`): it is imported through
+`stylegan2ada.nvlabs_import` (a restricted unpickler that never runs the file's embedded code) and
+presented as a snapshot at kimg 0 without training state.
 """
 
 from __future__ import annotations
@@ -58,23 +62,74 @@ def load_snapshot(path: str | os.PathLike[str], device: str | torch.device = "cp
     return _load(Path(path), device, mmap=False)
 
 
+EXPECTED = ("a stylegan2ada snapshot (network-snapshot-*.pt written by training) or an official NVlabs "
+            "StyleGAN2-ADA network pickle (.pkl)")
+
+
+def describe_file(path: Path) -> str:
+    """What a file looks like from its first bytes, in words, for messages about the wrong file."""
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    kinds = ((b"PK\x03\x04", "a zip archive"), (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
+             (b"\x1f\x8b", "a gzip file"), (b"%PDF", "a PDF document"), (b"\x93NUMPY", "a numpy .npy array"),
+             (b"\x89HDF", "an HDF5 file (Keras/TensorFlow weights?)"))
+    if not head:
+        return "an empty file"
+    for magic, kind in kinds:
+        if head.startswith(magic):
+            return kind
+    if head[0] == 0x80 and len(head) > 1 and 2 <= head[1] <= 5:
+        return "a Python pickle"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"a binary file starting with bytes {head[:8].hex(' ')}"
+    return "a text file"
+
+
+def _not_a_snapshot(path: Path, detail: str) -> SnapshotError:
+    return SnapshotError(f"{path}: not a snapshot: {detail}. Expected {EXPECTED}.")
+
+
 def _load(path: Path, device: str | torch.device, mmap: bool) -> dict[str, Any]:
     if not path.is_file():
-        raise SnapshotError(f"{path}: no such snapshot file.")
+        raise SnapshotError(f"{path}: no such file; expected {EXPECTED}.")
+    kind = describe_file(path)
+    if kind == "a Python pickle":
+        return _import_pickle(path, device)
+    if kind != "a zip archive":
+        raise _not_a_snapshot(path, f"it is {kind}")
     try:
         data = torch.load(path, map_location=device, weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError as error:
-        raise SnapshotError(
-            f"{path}: refused to load: it holds more than tensors and plain data, so it is not a stylegan2ada "
-            f"snapshot (reference .pkl files execute code when loaded and are not read here). Detail: {error}"
-        ) from error
-    except (RuntimeError, EOFError, OSError) as error:
-        raise SnapshotError(f"{path}: not a readable snapshot (truncated or not a torch file): {error}") from error
+    except pickle.UnpicklingError:
+        raise _not_a_snapshot(path, "a torch file that holds more than tensors and plain data, so it is refused "
+                                    "(loading it could run code)") from None
+    except (RuntimeError, EOFError, OSError):
+        raise _not_a_snapshot(path, "a zip archive that torch cannot read as a saved file (truncated, damaged, "
+                                    "or another zip such as a dataset)") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise SnapshotError(f"{path}: a torch file, but not a stylegan2ada snapshot (no format={FORMAT!r} key).")
     if data.get("version") != VERSION:
         raise SnapshotError(f"{path}: snapshot version {data.get('version')}; this code reads version {VERSION}.")
     return data
+
+
+def _import_pickle(path: Path, device: str | torch.device) -> dict[str, Any]:
+    from stylegan2ada.io import sha256_file
+    from stylegan2ada.nvlabs_import import import_network_pickle, imported_snapshot
+    from stylegan2ada.nvlabs_pickle import NetworkPickleError
+
+    try:
+        imported = import_network_pickle(path)
+    except NetworkPickleError as error:
+        raise SnapshotError(
+            f"{error} Expected {EXPECTED}; official pickles are read without running their embedded code, "
+            f"so only files holding the official networks (G, D, G_ema) and tensors load."
+        ) from None
+    snapshot = imported_snapshot(imported, sha256_file(path))
+    for name in ("G", "D", "G_ema"):
+        snapshot[name] = {key: value.to(device) for key, value in snapshot[name].items()}
+    return {"format": FORMAT, "version": VERSION, **snapshot}
 
 
 def snapshot_meta(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -66,7 +66,7 @@ class _Payload:
 
 def test_refuses_pickled_code_and_foreign_files(tmp_path: Path) -> None:
     torch.save({"format": "stylegan2ada.snapshot", "version": 1, "G": _Payload()}, tmp_path / "evil.pt")
-    with pytest.raises(SnapshotError, match="refused to load"):
+    with pytest.raises(SnapshotError, match="evil.pt: not a snapshot: .* refused"):
         load_snapshot(tmp_path / "evil.pt")
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(SnapshotError, match="not a stylegan2ada snapshot"):
@@ -76,8 +76,35 @@ def test_refuses_pickled_code_and_foreign_files(tmp_path: Path) -> None:
     (tmp_path / "torn.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(SnapshotError, match="torn.pt"):
         load_snapshot(tmp_path / "torn.pt")
-    with pytest.raises(SnapshotError, match="no such snapshot"):
+    with pytest.raises(SnapshotError, match="missing.pt: no such file"):
         load_snapshot(tmp_path / "missing.pt")
+
+
+@pytest.mark.parametrize(("content", "looks_like"), [
+    (b"", "an empty file"),
+    (b"seed,class\n0,normal\n", "a text file"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(32), "a PNG image"),
+    (b"PK\x03\x04" + bytes(64), "a zip archive that torch cannot read"),
+    (b"\x00\x01\x02\xfe\xff" * 8, "a binary file starting with bytes 00 01 02 fe"),
+])
+def test_a_file_that_is_no_snapshot_is_described_in_our_words(tmp_path: Path, content: bytes,
+                                                                looks_like: str) -> None:
+    path = tmp_path / "net.pt"
+    path.write_bytes(content)
+    with pytest.raises(SnapshotError) as caught:
+        load_snapshot(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: not a snapshot: it is {looks_like}") or looks_like in message
+    assert "stylegan2ada snapshot" in message and "NVlabs" in message and ".pkl" in message
+    assert "zipfile" not in message.lower() and "weights_only" not in message  # never torch's own advice
+
+
+def test_torch_legacy_file_gets_our_message(tmp_path: Path) -> None:
+    path = tmp_path / "legacy.pt"
+    torch.save({"weights": torch.zeros(2)}, path, _use_new_zipfile_serialization=False)
+    with pytest.raises(SnapshotError) as caught:
+        load_snapshot(path)
+    assert "legacy.pt" in str(caught.value) and "zipfile" not in str(caught.value).lower()
 
 
 def test_latest_snapshot_picks_the_highest_kimg(tmp_path: Path) -> None:

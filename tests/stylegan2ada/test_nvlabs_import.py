@@ -1,0 +1,157 @@
+"""Official NVlabs pickles (../shared/fixtures/nvlabs): imported without running their code, and
+our networks reproduce the official code's own outputs for them. Skipped where the fixtures are absent."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import pickle
+import sys
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from stylegan2ada.nvlabs_import import import_network_pickle, imported_snapshot
+from stylegan2ada.nvlabs_pickle import NetworkPickleError, read_network_pickle
+from stylegan2ada.snapshot import SnapshotError, load_generator, save_snapshot, snapshot_meta
+
+FIXTURES = Path(__file__).resolve().parents[3] / "shared/fixtures/nvlabs"
+needs_fixtures = pytest.mark.skipif(not (FIXTURES / "fixtures.json").is_file(),
+                                    reason=f"NVlabs fixtures not found at {FIXTURES}")
+NAMES = ["nvlabs-rgb32", "nvlabs-cond-grey64"]
+
+
+def _reference(name: str) -> dict[str, Any]:
+    listed = {entry["name"]: entry for entry in json.loads((FIXTURES / "fixtures.json").read_text())["networks"]}
+    return {**listed[name], **dict(np.load(FIXTURES / f"{name}.npz"))}
+
+
+@needs_fixtures
+@pytest.mark.parametrize("name", NAMES)
+def test_imported_networks_reproduce_the_official_outputs(name: str) -> None:
+    ref = _reference(name)
+    net = import_network_pickle(FIXTURES / f"{name}.pkl")
+    z = torch.from_numpy(ref["z"])
+    c = torch.from_numpy(ref["c"]).float() if ref["c_dim"] else None
+    with torch.no_grad():
+        for psi, key in ((1, "img_psi1"), (0.7, "img_psi07")):
+            image = net.G_ema(z, c, truncation_psi=psi, noise_mode="const", force_fp32=True)
+            assert (image - torch.from_numpy(ref[key])).abs().max().item() < 1e-4, key
+        ws = net.G_ema.mapping(z, c, truncation_psi=0.7)
+        assert (ws - torch.from_numpy(ref["ws_psi07"])).abs().max().item() < 1e-4
+        logits = net.D(torch.from_numpy(ref["img_psi1"]), c)
+        assert (logits - torch.from_numpy(ref["d_logits"])).abs().max().item() < 1e-4
+    assert torch.equal(net.G_ema.mapping.w_avg, torch.from_numpy(ref["w_avg"]))
+    assert sum(p.numel() for p in net.G.parameters()) == ref["params"]["G"]
+    assert sum(p.numel() for p in net.D.parameters()) == ref["params"]["D"]
+    assert net.augment_p == pytest.approx(float(ref["augment_p"]))
+    synthesis = net.G.init_kwargs["synthesis_kwargs"]
+    assert (synthesis["num_fp16_res"], synthesis["conv_clamp"]) == (ref["num_fp16_res"], ref["conv_clamp"])
+
+
+@needs_fixtures
+def test_converted_snapshot_generates_the_same_images(tmp_path: Path) -> None:
+    ref = _reference("nvlabs-cond-grey64")
+    pkl = FIXTURES / "nvlabs-cond-grey64.pkl"
+    saved = save_snapshot(tmp_path / "imported.pt", imported_snapshot(import_network_pickle(pkl), "0" * 64))
+    c = torch.from_numpy(ref["c"]).float()
+    for source in (saved, pkl):  # our snapshot, and the .pkl read directly through the snapshot readers
+        G = load_generator(source)
+        with torch.no_grad():
+            image = G(torch.from_numpy(ref["z"]), c, noise_mode="const")
+        assert (image - torch.from_numpy(ref["img_psi1"])).abs().max().item() < 1e-4
+        assert snapshot_meta(source)["G_init_kwargs"]["c_dim"] == 2
+    torch.load(saved, weights_only=True)  # what we write is plain tensors and data
+
+
+@needs_fixtures
+def test_malicious_pickle_is_refused_and_its_code_never_runs(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    canary = tmp_path / "canary"
+    monkeypatch.setenv("NVLABS_FIXTURE_CANARY", str(canary))
+    modules_before = set(sys.modules)
+    with pytest.raises(NetworkPickleError, match="refused a persistent object of class 'Payload'"):
+        import_network_pickle(FIXTURES / "malicious.pkl")
+    with pytest.raises(SnapshotError, match="malicious.pkl"):
+        load_generator(FIXTURES / "malicious.pkl")
+    assert not canary.exists()
+    assert not [name for name in set(sys.modules) - modules_before if name.startswith("_imported_module_")]
+
+
+# -- hand-made pickles in the official layout -----------------------------------------------------
+@contextlib.contextmanager
+def _official_globals() -> Iterator[types.ModuleType]:
+    """A stand-in `torch_utils.persistence` so pickle can write the global the official files name."""
+    package, module = types.ModuleType("torch_utils"), types.ModuleType("torch_utils.persistence")
+
+    def _reconstruct_persistent_obj(meta: dict[str, Any]) -> None:
+        raise AssertionError("never called when writing")
+
+    _reconstruct_persistent_obj.__module__ = module.__name__
+    _reconstruct_persistent_obj.__qualname__ = _reconstruct_persistent_obj.__name__
+    module._reconstruct_persistent_obj = _reconstruct_persistent_obj  # type: ignore[attr-defined]
+    package.persistence = module  # type: ignore[attr-defined]
+    saved = {name: sys.modules.get(name) for name in (package.__name__, module.__name__)}
+    sys.modules.update({package.__name__: package, module.__name__: module})
+    try:
+        yield module
+    finally:
+        for name, previous in saved.items():
+            if previous is None:
+                sys.modules.pop(name)
+            else:
+                sys.modules[name] = previous
+
+
+class _Reduced:
+    def __init__(self, function: Any, args: tuple[Any, ...]) -> None:
+        self.function, self.args = function, args
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return self.function, self.args
+
+
+def _persistent(module: types.ModuleType, class_name: str, state: dict[str, Any]) -> _Reduced:
+    meta = {"type": "class", "version": 6, "module_src": "raise SystemExit", "class_name": class_name, "state": state}
+    return _Reduced(module._reconstruct_persistent_obj, (meta,))
+
+
+def _write(path: Path, obj: Any) -> Path:
+    path.write_bytes(pickle.dumps(obj, protocol=4))
+    return path
+
+
+def test_tensors_stored_another_way_give_a_clear_error(tmp_path: Path) -> None:
+    with _official_globals() as module:
+        sparse = _write(tmp_path / "sparse.pkl", {"G": _persistent(module, "Generator", {
+            "_parameters": {"w": _Reduced(torch._utils._rebuild_sparse_tensor, (torch.sparse_coo, ()))}})})
+        garbage = _write(tmp_path / "garbage.pkl", {"G": _persistent(module, "Generator", {
+            "_buffers": {"w": _Reduced(torch.storage._load_from_bytes, (b"not torch bytes",))}})})
+        code_in_storage = _write(tmp_path / "nested.pkl", {"G": _persistent(module, "Generator", {
+            "_buffers": {"w": _Reduced(torch.storage._load_from_bytes, (pickle.dumps(_Reduced(print, ("x",))),))}})})
+        persistent_id = tmp_path / "saved.pkl"
+        torch.save({"G": torch.zeros(2)}, persistent_id, _use_new_zipfile_serialization=False)
+    with pytest.raises(NetworkPickleError, match=r"sparse.pkl: cannot read its tensors: .*_rebuild_sparse_tensor.* does not know"):
+        read_network_pickle(sparse)
+    for path in (garbage, code_in_storage):
+        with pytest.raises(NetworkPickleError, match=f"{path.name}: cannot read its tensors: .*weights only"):
+            read_network_pickle(path)
+    with pytest.raises(NetworkPickleError, match="saved.pkl: .*legacy"):
+        read_network_pickle(persistent_id)
+
+
+def test_any_other_global_is_refused_by_name(tmp_path: Path) -> None:
+    import os
+
+    path = _write(tmp_path / "system.pkl", {"G": _Reduced(os.system, ("echo ran",))})
+    with pytest.raises(NetworkPickleError, match=rf"system.pkl: refused {os.system.__module__}.system"):
+        read_network_pickle(path)
+    with _official_globals() as module:
+        wrong = _write(tmp_path / "wrong.pkl", {"G": _persistent(module, "Discriminator", {}), "D": None})
+    with pytest.raises(NetworkPickleError, match="wrong.pkl: its 'G' entry is Discriminator, not an official Generator"):
+        import_network_pickle(wrong)
