@@ -30,7 +30,7 @@ import numpy as np
 import PIL.Image
 import torch
 
-from stylegan2ada import distributed, ops
+from stylegan2ada import distributed, ops, transfer
 from stylegan2ada.augment import PIPELINES, AdaController, AugmentPipe, make_augment_pipe
 from stylegan2ada.configs import CONFIG_NAMES, NetworkConfig, resolve_config
 from stylegan2ada.dataset import ImageDataset, InfiniteSampler
@@ -313,6 +313,12 @@ def _build_networks(options: TrainOptions, dataset: ImageDataset, ctx: DistConte
                 f"{options.run_dir} was trained on {expected}; resume it with its own dataset."
             )
         G, D = build_module("Generator", init_kwargs[0]), build_module("Discriminator", init_kwargs[1])
+    elif options.resume_from:  # transfer learning: the source's architecture at this dataset's shape
+        fp16 = ctx.device.type == "cuda" and not options.fp32
+        G, D = transfer.build_target(
+            snapshot_meta(options.resume_from), dataset.resolution, dataset.num_channels, dataset.label_dim,
+            num_fp16_res=4 if fp16 else 0, conv_clamp=256 if fp16 else None, freeze_layers=options.freezed,
+        )
     else:
         fp16 = ctx.device.type == "cuda" and not options.fp32
         G, D = build_networks(
@@ -370,15 +376,8 @@ def build_run(options: TrainOptions, ctx: DistContext, dataset: ImageDataset | N
 
 
 def _load_transfer_weights(path: str, G: torch.nn.Module, D: torch.nn.Module, G_ema: torch.nn.Module) -> None:
-    source = load_snapshot(path)
-    for name, module in (("G", G), ("D", D), ("G_ema", G_ema)):
-        try:
-            module.load_state_dict(source[name])
-        except RuntimeError as error:
-            raise ValueError(
-                f"resume_from {path}: its {name} does not fit the networks of this run (same cfg, resolution, "
-                f"channels, labels and size overrides are needed): {error}"
-            ) from error
+    """Transfer, adapt or initialise each block (see stylegan2ada.transfer; its table is transfer_table)."""
+    transfer.transfer_weights(load_snapshot(path), G, D, G_ema)
 
 
 # ------------------------------------------------------------------------ snapshot state <-> run

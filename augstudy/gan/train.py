@@ -24,6 +24,10 @@ from augstudy.options import write_options
 from stylegan2ada.configs import CONFIG_NAMES
 
 CONDITIONAL_RUN = "conditional"
+TRANSFER_TABLE = "transfer.txt"
+# Network sizes a --resume-from run takes from its source network; setting them as well is refused.
+_SOURCE_SIZES = {"channel_base": "--cbase", "channel_max": "--cmax", "mapping_layers": "--map",
+                 "mbstd_group": "--mbstd-group"}
 ALL_CLASSES_ZIP = "all.zip"
 OPTIONS_FILE = "train_gan_options.json"
 
@@ -67,7 +71,8 @@ class TrainGanOptions:
         classes: the classes to train (per-class mode); empty means every prepared class.
         conditional: one class-conditional network on `all.zip` instead of one network per class.
         resume: continue runs from their newest snapshot; False refuses to touch a run that has one.
-        resume_from: snapshot to start new runs from (transfer learning); ignored by runs being resumed.
+        resume_from: our snapshot or an official NVlabs .pkl to start new runs from (transfer learning),
+            adapted to the data's channels, resolution and classes; ignored by runs being resumed.
         gpus: number of GPUs; several need the job started under torchrun (one process per GPU).
         metrics: metrics computed at every snapshot by `augstudy.metrics` and written to stats.jsonl.
         metrics_images: number of generated images per snapshot metric (None: the metric's default).
@@ -242,6 +247,43 @@ def _trains_on_cpu(device: str) -> bool:
     return device == "cpu" or not torch.cuda.is_available()
 
 
+def check_resume_from(options: TrainGanOptions) -> None:
+    """Refuse a --resume-from file that is not a network, or size options its network already sets."""
+    if options.resume_from is None:
+        return
+    from stylegan2ada.snapshot import SnapshotError, snapshot_meta
+
+    clashing = [flag for name, flag in _SOURCE_SIZES.items() if getattr(options, name) is not None]
+    if clashing:
+        raise click.UsageError(
+            f"{', '.join(clashing)} cannot be combined with --resume-from: the network's size comes from "
+            f"{options.resume_from}."
+        )
+    try:
+        snapshot_meta(options.resume_from)
+    except SnapshotError as error:
+        raise click.BadParameter(str(error), param_hint="--resume-from") from None
+
+
+def _report_transfer(options: TrainGanOptions, run: GanRun) -> None:
+    """Print what --resume-from transfers, adapts or initialises, and keep it as RUN_DIR/transfer.txt."""
+    from stylegan2ada.dataset import ImageDataset
+    from stylegan2ada.io import atomic_write_text
+    from stylegan2ada.transfer import format_table, transfer_table
+
+    dataset = ImageDataset(run.data, use_labels=options.conditional)
+    try:
+        rows = transfer_table(options.resume_from, dataset.resolution, dataset.num_channels, dataset.label_dim,
+                              freeze_layers=options.freezed or 0)
+    except ValueError as error:  # unsupported channel change, too many frozen layers, ...
+        raise click.UsageError(f"--resume-from {options.resume_from} for [{run.name}]: {error}") from None
+    table = (f"Transfer from {Path(options.resume_from).resolve()} to {dataset.resolution} px, "
+             f"{dataset.num_channels} channel(s), {dataset.label_dim} classes:\n{format_table(rows)}")
+    click.echo(f"[{run.name}] {table}", nl=False)
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run.run_dir / TRANSFER_TABLE, table)
+
+
 def _metrics_hook(
     options: TrainGanOptions, run: GanRun
 ) -> Callable[[Path, Any, float], dict[str, float]] | None:
@@ -281,6 +323,7 @@ def train_gans(options: TrainGanOptions) -> dict[str, Path | None]:
     `cpu_train=False` nothing trains.
     """
     runs = plan_runs(options)
+    check_resume_from(options)
     if options.ops is not None:  # fail before any work when the requested kernels cannot be used
         from stylegan2ada import ops
 
@@ -311,6 +354,9 @@ def train_gans(options: TrainGanOptions) -> dict[str, Path | None]:
             if newest is not None:
                 print(f"[{run.name}] resuming from {newest.name} ({progress}).", flush=True)
             pending.append((run, train_options, done_nimg / 1000))
+    for run, train_options, _ in pending:
+        if train_options.resume_from is not None:
+            _report_transfer(options, run)
     hooks = {run.name: _metrics_hook(options, run) for run, _, _ in pending}
     with torch_threads(options.threads):
         trained = _train_pending(options, pending, hooks)
@@ -404,7 +450,8 @@ def _train_pending(options: TrainGanOptions, pending: list[tuple[GanRun, Any, fl
 @click.option(
     "--resume-from",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="Snapshot to start new runs from (transfer learning).",
+    help="Snapshot or official NVlabs .pkl to start new runs from (transfer learning): adapted to the data's "
+    "channels, resolution and classes; the table of what was transferred goes to RUN/transfer.txt.",
 )
 @click.option("--freezed", type=int, help="Freeze the first N layers of D (transfer learning).")
 @click.option("--fp32/--fp16", default=None, help="Disable mixed precision (always FP32 on CPU).")
@@ -445,6 +492,7 @@ def train_gan_command(dry_run: bool, **kwargs: Any) -> None:
     """Train StyleGAN2-ADA on prepared data: one network per class, or one --conditional network."""
     options = TrainGanOptions(**kwargs)
     if dry_run:
+        check_resume_from(options)
         click.echo(json.dumps(describe_runs(options), indent=2, sort_keys=True, default=str))
         return
     train_gans(options)
