@@ -15,6 +15,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "phantom": ("augstudy.data.phantom", "phantom_command", "Write built-in chest-CT-like phantom data."),
     "prepare": ("augstudy.data.prepare", "prepare_command", "Clean, dedupe and resize a labelled image set."),
     "train-gan": ("augstudy.gan.train", "train_gan_command", "Train StyleGAN2-ADA per class or conditional."),
+    "import-network": ("augstudy.gan.import_network", "import_network_command",
+                       "Convert an official NVlabs .pkl to a snapshot (no code run)."),
     "generate": ("augstudy.gan.generate", "generate_command", "Generate a synthetic pool from snapshots."),
     "gan-metrics": ("augstudy.metrics.cli", "gan_metrics_command", "KID/FID/SWD and memorisation check."),
     "sweep": ("augstudy.classify.sweep", "sweep_command", "Classifier over synthetic ratios x seeds."),

@@ -442,7 +442,8 @@ def _seeds_option(ctx: click.Context, param: click.Parameter, value: str | None)
     multiple=True,
     required=True,
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="Snapshot (.pt); repeat for one unconditional snapshot per class.",
+    help="Snapshot (.pt) or official NVlabs .pkl (read without running its code); repeat for one "
+    "unconditional network per class.",
 )
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Pool folder.")
 @click.option("--per-class", type=int, help="Images per class (seeds 0..N-1).")

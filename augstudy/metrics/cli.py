@@ -14,6 +14,7 @@ from augstudy.metrics.defaults import (
     MEMO_PIXEL_ABSOLUTE_THRESHOLD,
     MEMO_RATIO,
     SEED,
+    SNAPSHOT_NUM_IMAGES,
     SWD_NORMALIZATION,
 )
 from augstudy.metrics.evaluate import GanMetricsOptions, gan_metrics, output_path, parse_metrics
@@ -33,9 +34,17 @@ from augstudy.metrics.swd import NORMALIZATIONS
     "--fake",
     "fake",
     type=click.Path(exists=True, path_type=Path),
-    required=True,
+    default=None,
     help="Synthetic images: a pool (<class>/*.png), a folder or a zip.",
 )
+@click.option(
+    "--network",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Instead of --fake: a snapshot (.pt) or official NVlabs .pkl (no code run) to draw --num-images from.",
+)
+@click.option("--num-images", type=click.IntRange(min=1), default=SNAPSHOT_NUM_IMAGES, show_default=True,
+              help="Images drawn from --network.")
 @click.option(
     "--metrics",
     "metrics",
@@ -100,8 +109,8 @@ from augstudy.metrics.swd import NORMALIZATIONS
     help="Near-copy floor in pixel space (RMS difference on a 0..1 scale).",
 )
 def gan_metrics_command(**kwargs: Any) -> None:
-    """KID, FID and multi-scale SWD of a synthetic pool against the GAN's training images, and a
-    memorisation check that flags synthetic near-copies of training images."""
+    """KID, FID and multi-scale SWD of a synthetic pool (or of a --network's images) against the GAN's
+    training images, and a memorisation check that flags synthetic near-copies of training images."""
     try:
         metrics = parse_metrics(kwargs.pop("metrics"))
     except ValueError as error:
@@ -121,7 +130,11 @@ def gan_metrics_command(**kwargs: Any) -> None:
 
 def _print_summary(report: dict[str, Any], out: Path) -> None:
     """A line per class on stdout; warnings and notes on stderr."""
-    for class_name, result in report["classes"].items():
+    if "network" in report:
+        values = ", ".join(f"{name} {value:.5g}" for name, value in report["values"].items()
+                           if not name.startswith("swd_"))
+        click.echo(f"{report['network']}: {report['num_images']} generated images, {values}")
+    for class_name, result in report.get("classes", {}).items():
         parts = [f"{class_name}: {result['num_real']} real, {result['num_fake']} fake"]
         if "kid" in result:
             parts.append(f"KID {result['kid']['mean']:.5f} +- {result['kid']['std']:.5f}")

@@ -50,7 +50,9 @@ class GanMetricsOptions:
 
     Attributes:
         real: training images: a prepared folder, class folders, a folder of images or an NVlabs zip.
-        fake: synthetic images: a pool (`<class>/*.png`), a folder or a zip.
+        fake: synthetic images: a pool (`<class>/*.png`), a folder or a zip (or give `network`).
+        network: instead of `fake`, a generator to draw `num_images` images from: our snapshot or an
+            official NVlabs .pkl (read without running its code). KID/FID/SWD only.
         metrics: a subset of ("kid", "fid", "swd", "memo"); None runs every metric whose needs are met.
         inception: the TorchScript Inception file; None looks in the user cache, then downloads.
         out: the JSON report; None means `<fake>/metrics.json` (a folder is required then).
@@ -60,7 +62,9 @@ class GanMetricsOptions:
     """
 
     real: Path
-    fake: Path
+    fake: Path | None = None
+    network: Path | None = None
+    num_images: int = SNAPSHOT_NUM_IMAGES
     metrics: tuple[str, ...] | None = None
     inception: Path | None = None
     out: Path | None = None
@@ -100,6 +104,8 @@ def parse_metrics(text: str | None) -> tuple[str, ...] | None:
 def output_path(options: GanMetricsOptions) -> Path:
     if options.out is not None:
         return Path(options.out)
+    if options.fake is None:
+        raise ValueError("--network needs --out FILE for the report (nothing is written beside the network)")
     if not Path(options.fake).is_dir():
         raise ValueError(
             f"--fake {options.fake} is not a folder, so there is no default report path; pass --out FILE"
@@ -140,7 +146,11 @@ def gan_metrics(options: GanMetricsOptions) -> dict[str, Any]:
     Returns the report (also written to `output_path(options)`): per class the image counts and
     each metric, plus `warnings` (e.g. unreliable FID) and `notes` (e.g. skipped metrics).
     """
+    if (options.fake is None) == (options.network is None):
+        raise ValueError("give either --fake IMAGES or --network SNAPSHOT_OR_PKL, not both or neither")
     out = output_path(options)
+    if options.network is not None:
+        return _network_report(options, out)
     real, fake = open_source(options.real), open_source(options.fake)
     pairs, notes = pair_classes(real, fake)
     warnings: list[str] = []
@@ -213,6 +223,29 @@ def generator_metrics(
         if "fid" in metrics:
             results["fid"] = frechet_inception_distance(real_features, fake_features).value
     return results
+
+
+def _network_report(options: GanMetricsOptions, out: Path) -> dict[str, Any]:
+    """`generator_metrics` of the network's G_ema against the real images, as a one-set report."""
+    from stylegan2ada.snapshot import load_generator
+
+    metrics = options.metrics or (("swd", "kid", "fid") if options.inception is not None else ("swd",))
+    if "memo" in metrics:
+        raise ValueError("the memorisation check needs image files: generate a pool and pass it as --fake")
+    device = resolve_device(options.device)
+    generator = load_generator(options.network, device=device)  # SnapshotError names the file and why
+    values = generator_metrics(generator, options.real, metrics=metrics, num_images=options.num_images,
+                               seed=options.seed, inception_path=options.inception, device=device,
+                               batch_size=options.batch_size)
+    report: dict[str, Any] = {
+        "real": str(options.real), "network": str(options.network), "num_images": options.num_images,
+        "metrics": list(metrics), "values": values,
+        "notes": [] if options.metrics else [f"metrics 'auto' with --network: {', '.join(metrics)}"],
+        "warnings": [],
+    }
+    atomic_write_json(out, report)
+    write_options(out.parent / OPTIONS_FILENAME, options)
+    return report
 
 
 def _extractor_for(
