@@ -21,9 +21,28 @@ from stylegan2ada.nvlabs_pickle import NetworkPickleError, PersistentObject, rea
 
 # Positional order of the official constructors, for files whose networks were built with init_args.
 _G_ARGS = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs", "synthesis_kwargs")
-_D_ARGS = ("c_dim", "img_resolution", "img_channels", "architecture", "channel_base", "channel_max", "num_fp16_res",
-           "conv_clamp", "cmap_dim", "block_kwargs", "mapping_kwargs", "epilogue_kwargs")
-_MAPPING_KEYS = {"num_layers", "embed_features", "layer_features", "activation", "lr_multiplier", "w_avg_beta"}
+_D_ARGS = (
+    "c_dim",
+    "img_resolution",
+    "img_channels",
+    "architecture",
+    "channel_base",
+    "channel_max",
+    "num_fp16_res",
+    "conv_clamp",
+    "cmap_dim",
+    "block_kwargs",
+    "mapping_kwargs",
+    "epilogue_kwargs",
+)
+_MAPPING_KEYS = {
+    "num_layers",
+    "embed_features",
+    "layer_features",
+    "activation",
+    "lr_multiplier",
+    "w_avg_beta",
+}
 _SYNTHESIS_KEYS = {"channel_base", "channel_max", "num_fp16_res", "conv_clamp", "resample_filter"}
 _EPILOGUE_KEYS = {"mbstd_group_size", "mbstd_num_channels", "activation"}
 # Official options that change speed or memory layout only, never the numbers.
@@ -47,14 +66,18 @@ class ImportedNetworks:
 
 def _kwargs(obj: PersistentObject, positional: tuple[str, ...], path: Path, name: str) -> dict[str, Any]:
     if len(obj.init_args) > len(positional):
-        raise NetworkPickleError(f"{path}: {name} was built with {len(obj.init_args)} positional arguments; "
-                                 f"the official {obj.class_name} takes at most {len(positional)}.")
+        raise NetworkPickleError(
+            f"{path}: {name} was built with {len(obj.init_args)} positional arguments; "
+            f"the official {obj.class_name} takes at most {len(positional)}."
+        )
     kwargs = dict(zip(positional, obj.init_args))
     kwargs.update(obj.init_kwargs)
     return kwargs
 
 
-def _take(options: dict[str, Any] | None, allowed: set[str], fixed: dict[str, Any], where: str) -> dict[str, Any]:
+def _take(
+    options: dict[str, Any] | None, allowed: set[str], fixed: dict[str, Any], where: str
+) -> dict[str, Any]:
     """The options our constructors take; refuses values our architecture does not implement."""
     taken = {}
     for key, value in (options or {}).items():
@@ -62,7 +85,9 @@ def _take(options: dict[str, Any] | None, allowed: set[str], fixed: dict[str, An
             taken[key] = value
         elif key in fixed:
             if value != fixed[key]:
-                raise NetworkPickleError(f"{where}: {key}={value!r} is not supported (only {fixed[key]!r} is implemented)")
+                raise NetworkPickleError(
+                    f"{where}: {key}={value!r} is not supported (only {fixed[key]!r} is implemented)"
+                )
         elif key not in _SPEED_ONLY:
             raise NetworkPickleError(f"{where}: unknown option {key}={value!r}")
     return taken
@@ -79,8 +104,9 @@ def generator_kwargs(official: dict[str, Any], where: str = "G") -> dict[str, An
     return {
         **{key: official[key] for key in _G_ARGS[:5]},
         "mapping_kwargs": _take(official.get("mapping_kwargs"), _MAPPING_KEYS, {}, f"{where} mapping_kwargs"),
-        "synthesis_kwargs": _take(official.get("synthesis_kwargs"), _SYNTHESIS_KEYS, _FIXED_G,
-                                  f"{where} synthesis_kwargs"),
+        "synthesis_kwargs": _take(
+            official.get("synthesis_kwargs"), _SYNTHESIS_KEYS, _FIXED_G, f"{where} synthesis_kwargs"
+        ),
     }
 
 
@@ -96,8 +122,12 @@ def discriminator_kwargs(official: dict[str, Any], where: str = "D") -> dict[str
     freeze_layers = int(block.pop("freeze_layers", 0))
     _take(block, set(), _FIXED_D_BLOCK, f"{where} block_kwargs")
     kwargs = {key: official[key] for key in _D_ARGS[:9] if key in official}
-    kwargs["mapping_kwargs"] = _take(official.get("mapping_kwargs"), _MAPPING_KEYS, {}, f"{where} mapping_kwargs")
-    kwargs["epilogue_kwargs"] = _take(official.get("epilogue_kwargs"), _EPILOGUE_KEYS, {}, f"{where} epilogue_kwargs")
+    kwargs["mapping_kwargs"] = _take(
+        official.get("mapping_kwargs"), _MAPPING_KEYS, {}, f"{where} mapping_kwargs"
+    )
+    kwargs["epilogue_kwargs"] = _take(
+        official.get("epilogue_kwargs"), _EPILOGUE_KEYS, {}, f"{where} epilogue_kwargs"
+    )
     kwargs["freeze_layers"] = freeze_layers
     return kwargs
 
@@ -117,10 +147,14 @@ def _load(module: torch.nn.Module, obj: PersistentObject, path: Path, name: str)
     unexpected = sorted(set(tensors) - set(expected))
     wrong = sorted(key for key in set(expected) & set(tensors) if tensors[key].shape != expected[key].shape)
     if missing or unexpected or wrong:
-        shown = "; ".join(f"{label}: {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
-                          for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape differs", wrong))
-                          if keys)
-        raise NetworkPickleError(f"{path}: its {name} does not match the network its arguments describe ({shown}).")
+        shown = "; ".join(
+            f"{label}: {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
+            for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape differs", wrong))
+            if keys
+        )
+        raise NetworkPickleError(
+            f"{path}: its {name} does not match the network its arguments describe ({shown})."
+        )
     module.load_state_dict({key: value.to(expected[key].dtype) for key, value in tensors.items()})
     return module
 
@@ -129,8 +163,10 @@ def import_network_pickle(path: str | os.PathLike[str]) -> ImportedNetworks:
     """G, D and G_ema of an official pickle as our networks (eval mode), with the augment p it recorded."""
     path = Path(path)
     data = read_network_pickle(path)
-    g_obj, d_obj, ema_obj = (_network(data, name, cls, path)
-                             for name, cls in (("G", "Generator"), ("D", "Discriminator"), ("G_ema", "Generator")))
+    g_obj, d_obj, ema_obj = (
+        _network(data, name, cls, path)
+        for name, cls in (("G", "Generator"), ("D", "Discriminator"), ("G_ema", "Generator"))
+    )
     g_kwargs = generator_kwargs(_kwargs(g_obj, _G_ARGS, path, "G"), f"{path}: G")
     d_kwargs = discriminator_kwargs(_kwargs(d_obj, _D_ARGS, path, "D"), f"{path}: D")
     ema_kwargs = generator_kwargs(_kwargs(ema_obj, _G_ARGS, path, "G_ema"), f"{path}: G_ema")
@@ -146,8 +182,11 @@ def import_network_pickle(path: str | os.PathLike[str]) -> ImportedNetworks:
         augment_p = float(pipe.state_dict()["p"])
     training_set = data.get("training_set_kwargs")
     return ImportedNetworks(
-        G=G.eval().requires_grad_(False), D=D.eval().requires_grad_(False), G_ema=G_ema.eval().requires_grad_(False),
-        augment_p=augment_p, training_set_kwargs=dict(training_set) if isinstance(training_set, dict) else None,
+        G=G.eval().requires_grad_(False),
+        D=D.eval().requires_grad_(False),
+        G_ema=G_ema.eval().requires_grad_(False),
+        augment_p=augment_p,
+        training_set_kwargs=dict(training_set) if isinstance(training_set, dict) else None,
         source=path,
     )
 
@@ -155,15 +194,26 @@ def import_network_pickle(path: str | os.PathLike[str]) -> ImportedNetworks:
 def imported_snapshot(imported: ImportedNetworks, source_sha256: str) -> dict[str, Any]:
     """Our snapshot dict for an imported pickle (kimg 0, no optimiser state: for generating and transfer)."""
     return {
-        "G": imported.G.state_dict(), "D": imported.D.state_dict(), "G_ema": imported.G_ema.state_dict(),
-        "G_init_kwargs": imported.G.init_kwargs, "D_init_kwargs": imported.D.init_kwargs,
+        "G": imported.G.state_dict(),
+        "D": imported.D.state_dict(),
+        "G_ema": imported.G_ema.state_dict(),
+        "G_init_kwargs": imported.G.init_kwargs,
+        "D_init_kwargs": imported.D.init_kwargs,
         "options": {},
         "meta": {
-            "kimg": 0.0, "cur_nimg": 0, "batch_idx": 0, "world_size": 1,
-            "extra_meta": {"imported_from": str(imported.source.resolve()), "imported_sha256": source_sha256,
-                           "augment_p": imported.augment_p,
-                           "training_set_kwargs": _jsonable(imported.training_set_kwargs)},
-            "torch_version": str(torch.__version__), "device": "cpu", "stats": {},
+            "kimg": 0.0,
+            "cur_nimg": 0,
+            "batch_idx": 0,
+            "world_size": 1,
+            "extra_meta": {
+                "imported_from": str(imported.source.resolve()),
+                "imported_sha256": source_sha256,
+                "augment_p": imported.augment_p,
+                "training_set_kwargs": _jsonable(imported.training_set_kwargs),
+            },
+            "torch_version": str(torch.__version__),
+            "device": "cpu",
+            "stats": {},
         },
         "state": None,
     }

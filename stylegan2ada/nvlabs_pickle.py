@@ -31,11 +31,23 @@ _EASYDICT_GLOBALS = {("dnnlib.util", "EasyDict"), ("dnnlib", "EasyDict")}
 _NUMPY_SCALAR_GLOBALS = {("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar")}
 _NUMPY_DTYPE_KINDS = "biufc"  # bool, integers, floats, complex: numbers only
 # The persistent classes of the official training/networks.py and training/augment.py.
-NETWORK_CLASSES = frozenset({
-    "Generator", "MappingNetwork", "SynthesisNetwork", "SynthesisBlock", "SynthesisLayer", "ToRGBLayer",
-    "Discriminator", "DiscriminatorBlock", "DiscriminatorEpilogue", "MinibatchStdLayer", "FullyConnectedLayer",
-    "Conv2dLayer", "AugmentPipe",
-})
+NETWORK_CLASSES = frozenset(
+    {
+        "Generator",
+        "MappingNetwork",
+        "SynthesisNetwork",
+        "SynthesisBlock",
+        "SynthesisLayer",
+        "ToRGBLayer",
+        "Discriminator",
+        "DiscriminatorBlock",
+        "DiscriminatorEpilogue",
+        "MinibatchStdLayer",
+        "FullyConnectedLayer",
+        "Conv2dLayer",
+        "AugmentPipe",
+    }
+)
 
 
 class NetworkPickleError(ValueError):
@@ -68,7 +80,9 @@ class PersistentObject:
             if isinstance(child, PersistentObject):
                 tensors.update(child.state_dict(f"{prefix}{name}."))
             elif child is not None:
-                raise NetworkPickleError(f"sub-module {prefix}{name} is a {type(child).__name__}, not a network object")
+                raise NetworkPickleError(
+                    f"sub-module {prefix}{name} is a {type(child).__name__}, not a network object"
+                )
         return tensors
 
 
@@ -87,15 +101,24 @@ class _TensorFormatError(NetworkPickleError):
 def _load_storage(data: bytes) -> Any:
     """A tensor storage the official pickle wrote as nested ``torch.save`` bytes; weights only."""
     if not isinstance(data, (bytes, bytearray)):
-        raise _TensorFormatError(f"a tensor storage is stored as {type(data).__name__}, not as torch-saved bytes")
+        raise _TensorFormatError(
+            f"a tensor storage is stored as {type(data).__name__}, not as torch-saved bytes"
+        )
     try:
         return torch.load(io.BytesIO(bytes(data)), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
         raise _TensorFormatError(f"a tensor storage could not be read as weights only ({error})") from error
 
 
-def _rebuild_tensor(storage: Any, offset: int, size: Any, stride: Any, requires_grad: bool = False,
-                    backward_hooks: Any = None, metadata: Any = None) -> torch.Tensor:
+def _rebuild_tensor(
+    storage: Any,
+    offset: int,
+    size: Any,
+    stride: Any,
+    requires_grad: bool = False,
+    backward_hooks: Any = None,
+    metadata: Any = None,
+) -> torch.Tensor:
     del requires_grad, backward_hooks, metadata  # gradients and hooks are training-time state
     if not isinstance(storage, (torch.TypedStorage, torch.UntypedStorage)):
         raise _TensorFormatError(f"a tensor refers to a {type(storage).__name__}, not a tensor storage")
@@ -104,7 +127,9 @@ def _rebuild_tensor(storage: Any, offset: int, size: Any, stride: Any, requires_
     return torch.empty(0, dtype=dtype).set_(untyped, int(offset), tuple(size), tuple(stride))
 
 
-def _rebuild_parameter(data: torch.Tensor, requires_grad: bool = False, backward_hooks: Any = None) -> torch.Tensor:
+def _rebuild_parameter(
+    data: torch.Tensor, requires_grad: bool = False, backward_hooks: Any = None
+) -> torch.Tensor:
     del requires_grad, backward_hooks
     if not isinstance(data, torch.Tensor):
         raise _TensorFormatError(f"a parameter holds a {type(data).__name__}, not a tensor")
@@ -126,7 +151,11 @@ def _numpy_scalar(dtype: np.dtype[Any], data: bytes | None = None) -> Any:
 
 def _persistent_object(meta: Any) -> PersistentObject:
     """The record of an official persistent object; its module source is dropped unread."""
-    if not isinstance(meta, dict) or meta.get("type") != "class" or not isinstance(meta.get("class_name"), str):
+    if (
+        not isinstance(meta, dict)
+        or meta.get("type") != "class"
+        or not isinstance(meta.get("class_name"), str)
+    ):
         raise NetworkPickleError("a persistent object without the expected meta (type 'class', class_name)")
     if meta["class_name"] not in NETWORK_CLASSES:
         raise NetworkPickleError(
@@ -137,7 +166,9 @@ def _persistent_object(meta: Any) -> PersistentObject:
     init_args = state.get("_init_args", ())
     init_kwargs = state.get("_init_kwargs", {})
     if not isinstance(init_args, (tuple, list)) or not isinstance(init_kwargs, dict):
-        raise NetworkPickleError(f"{meta['class_name']}: its recorded init arguments are not a tuple and a dict")
+        raise NetworkPickleError(
+            f"{meta['class_name']}: its recorded init arguments are not a tuple and a dict"
+        )
     source = meta.get("module_src")
     return PersistentObject(
         class_name=meta["class_name"],
@@ -209,7 +240,9 @@ def read_network_pickle(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not path.is_file():
         raise NetworkPickleError(f"{path}: no such file.")
     if not looks_like_pickle(path):
-        raise NetworkPickleError(f"{path}: not a pickle (no pickle protocol header), so not an NVlabs network pickle.")
+        raise NetworkPickleError(
+            f"{path}: not a pickle (no pickle protocol header), so not an NVlabs network pickle."
+        )
     try:
         with open(path, "rb") as handle:
             data = _RestrictedUnpickler(handle).load()
@@ -217,10 +250,20 @@ def read_network_pickle(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise NetworkPickleError(f"{path}: cannot read its tensors: {error}.") from None
     except NetworkPickleError as error:
         raise NetworkPickleError(f"{path}: {error}.") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as error:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+    ) as error:
         raise NetworkPickleError(f"{path}: not a readable pickle (truncated or damaged): {error}") from None
     if isinstance(data, int):  # torch.save's legacy format starts with a pickled magic number
-        raise NetworkPickleError(f"{path}: a torch.save file in the legacy (non-zip) format, not a network pickle.")
+        raise NetworkPickleError(
+            f"{path}: a torch.save file in the legacy (non-zip) format, not a network pickle."
+        )
     if not isinstance(data, dict):
         raise NetworkPickleError(
             f"{path}: holds a {type(data).__name__}, not the dict of networks (G, D, G_ema, ...) an NVlabs pickle holds."

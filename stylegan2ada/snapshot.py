@@ -102,11 +102,11 @@ def _load(path: Path, device: str | torch.device, mmap: bool) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location=device, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError:
-        raise _not_a_snapshot(path, "a torch file that holds more than tensors and plain data, so it is refused "
-                                    "(loading it could run code)") from None
+        detail = "a torch file that holds more than tensors and plain data, so it is refused (loading it could run code)"
+        raise _not_a_snapshot(path, detail) from None
     except (RuntimeError, EOFError, OSError):
-        raise _not_a_snapshot(path, "a zip archive that torch cannot read as a saved file (truncated, damaged, "
-                                    "or another zip such as a dataset)") from None
+        detail = "a zip archive that torch cannot read as a saved file (truncated, damaged, or a dataset zip)"
+        raise _not_a_snapshot(path, detail) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise SnapshotError(f"{path}: a torch file, but not a stylegan2ada snapshot (no format={FORMAT!r} key).")
     if data.get("version") != VERSION:

@@ -57,8 +57,16 @@ def _channel_map(source: int, target: int) -> torch.Tensor:
     raise ValueError(f"cannot transfer between {source} and {target} image channels (only 1 <-> 3 or equal)")
 
 
-def target_kwargs(source_meta: dict[str, Any], resolution: int, channels: int, c_dim: int, *,
-                  num_fp16_res: int, conv_clamp: float | None, freeze_layers: int) -> tuple[dict[str, Any], dict[str, Any]]:
+def target_kwargs(
+    source_meta: dict[str, Any],
+    resolution: int,
+    channels: int,
+    c_dim: int,
+    *,
+    num_fp16_res: int,
+    conv_clamp: float | None,
+    freeze_layers: int,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """init_kwargs of G and D: the source's architecture at this size, channel count and labels.
 
     The source's conv_clamp is kept (its weights were trained with it); `conv_clamp` applies only
@@ -73,17 +81,34 @@ def target_kwargs(source_meta: dict[str, Any], resolution: int, channels: int, c
     clamp = synthesis.get("conv_clamp")
     clamp = conv_clamp if clamp is None else clamp
     synthesis.update(num_fp16_res=num_fp16_res, conv_clamp=clamp)
-    D_kwargs.update(num_fp16_res=num_fp16_res, conv_clamp=clamp if D_kwargs.get("conv_clamp") is None
-                    else D_kwargs["conv_clamp"], freeze_layers=freeze_layers)
+    D_kwargs.update(
+        num_fp16_res=num_fp16_res,
+        conv_clamp=clamp if D_kwargs.get("conv_clamp") is None else D_kwargs["conv_clamp"],
+        freeze_layers=freeze_layers,
+    )
     return G_kwargs, D_kwargs
 
 
-def build_target(source_meta: dict[str, Any], resolution: int, channels: int, c_dim: int, *,
-                 num_fp16_res: int = 0, conv_clamp: float | None = None,
-                 freeze_layers: int = 0) -> tuple[torch.nn.Module, torch.nn.Module]:
+def build_target(
+    source_meta: dict[str, Any],
+    resolution: int,
+    channels: int,
+    c_dim: int,
+    *,
+    num_fp16_res: int = 0,
+    conv_clamp: float | None = None,
+    freeze_layers: int = 0,
+) -> tuple[torch.nn.Module, torch.nn.Module]:
     """Freshly initialised G and D for `target_kwargs` (draws from the global RNG, as any build)."""
-    G_kwargs, D_kwargs = target_kwargs(source_meta, resolution, channels, c_dim, num_fp16_res=num_fp16_res,
-                                       conv_clamp=conv_clamp, freeze_layers=freeze_layers)
+    G_kwargs, D_kwargs = target_kwargs(
+        source_meta,
+        resolution,
+        channels,
+        c_dim,
+        num_fp16_res=num_fp16_res,
+        conv_clamp=conv_clamp,
+        freeze_layers=freeze_layers,
+    )
     return build_module("Generator", G_kwargs), build_module("Discriminator", D_kwargs)
 
 
@@ -125,20 +150,33 @@ def _first_mapping_layer(z_dim: int) -> Adapter:
     return adapt
 
 
-def _adapters(network: str, source_kwargs: dict[str, Any], target_kwargs_: dict[str, Any]) -> dict[str, tuple[Adapter, str]]:
+def _adapters(
+    network: str, source_kwargs: dict[str, Any], target_kwargs_: dict[str, Any]
+) -> dict[str, tuple[Adapter, str]]:
     """Per tensor-name suffix, the rule converting it and a word on what it does."""
     source_channels, target_channels = int(source_kwargs["img_channels"]), int(target_kwargs_["img_channels"])
     channels = f"{source_channels} -> {target_channels} channels"
     if network == "G":
-        how = "luma of the colour outputs" if (source_channels, target_channels) == (3, 1) else "grey to R = G = B"
-        rules = {".torgb.weight": (_torgb(source_channels, target_channels), f"{channels}: {how}"),
-                 ".torgb.bias": (_torgb(source_channels, target_channels), f"{channels}: {how}")}
+        how = (
+            "luma of the colour outputs"
+            if (source_channels, target_channels) == (3, 1)
+            else "grey to R = G = B"
+        )
+        rules = {
+            ".torgb.weight": (_torgb(source_channels, target_channels), f"{channels}: {how}"),
+            ".torgb.bias": (_torgb(source_channels, target_channels), f"{channels}: {how}"),
+        }
         if int(source_kwargs["c_dim"]) != int(target_kwargs_["c_dim"]):
-            rules["mapping.fc0.weight"] = (_first_mapping_layer(int(target_kwargs_["z_dim"])),
-                                           "label columns added at zero" if int(target_kwargs_["c_dim"])
-                                           else "label columns dropped")
+            rules["mapping.fc0.weight"] = (
+                _first_mapping_layer(int(target_kwargs_["z_dim"])),
+                "label columns added at zero" if int(target_kwargs_["c_dim"]) else "label columns dropped",
+            )
         return rules
-    how = "summed over the input channels" if (source_channels, target_channels) == (3, 1) else "luma of the input"
+    how = (
+        "summed over the input channels"
+        if (source_channels, target_channels) == (3, 1)
+        else "luma of the input"
+    )
     return {".fromrgb.weight": (_fromrgb(source_channels, target_channels), f"{channels}: {how}")}
 
 
@@ -149,8 +187,12 @@ def _block(name: str) -> tuple[str, str]:
     return ".".join(parts[:cut]), ".".join(parts[cut:-1])
 
 
-def adapt_state(network: str, source_state: dict[str, torch.Tensor], source_kwargs: dict[str, Any],
-                target: torch.nn.Module) -> tuple[dict[str, torch.Tensor], list[TransferRow]]:
+def adapt_state(
+    network: str,
+    source_state: dict[str, torch.Tensor],
+    source_kwargs: dict[str, Any],
+    target: torch.nn.Module,
+) -> tuple[dict[str, torch.Tensor], list[TransferRow]]:
     """The tensors to load into `target` (those not initialised) and one row per layer saying why."""
     rules = _adapters(network, source_kwargs, target.init_kwargs)
     loaded: dict[str, torch.Tensor] = {}
@@ -161,7 +203,9 @@ def adapt_state(network: str, source_state: dict[str, torch.Tensor], source_kwar
             loaded[name], status[name] = tensor, ("transferred", "")
             continue
         rule = next((rule for suffix, rule in rules.items() if name.endswith(suffix)), None)
-        adapted = rule[0](tensor.detach().cpu(), current.shape) if tensor is not None and rule is not None else None
+        adapted = (
+            rule[0](tensor.detach().cpu(), current.shape) if tensor is not None and rule is not None else None
+        )
         if adapted is not None:
             loaded[name], status[name] = adapted, ("adapted", rule[1])
         elif tensor is not None:
@@ -183,10 +227,15 @@ def _rows(network: str, status: dict[str, tuple[str, str]], dropped: list[str]) 
         notes: dict[tuple[str, str], str] = {}
         for layer, state, detail in entries:
             if state != "transferred":
-                notes.setdefault((layer or block, state), f"{layer or block}: {state}{f' ({detail})' if detail else ''}")
+                notes.setdefault(
+                    (layer or block, state), f"{layer or block}: {state}{f' ({detail})' if detail else ''}"
+                )
         everything_fresh = worst == "initialised" and all(state == worst for _, state, _ in entries)
-        rows.append(TransferRow(network, block, worst, "not in the source" if everything_fresh
-                                else "; ".join(notes.values())))
+        rows.append(
+            TransferRow(
+                network, block, worst, "not in the source" if everything_fresh else "; ".join(notes.values())
+            )
+        )
     grouped: dict[str, list[str]] = {}
     for name in dropped:
         block, layer = _block(name)
@@ -195,21 +244,31 @@ def _rows(network: str, status: dict[str, tuple[str, str]], dropped: list[str]) 
             grouped[block].append(layer)
     for block, layers in grouped.items():
         whole = block not in blocks
-        rows.append(TransferRow(network, block, "dropped", "not in the new network" if whole
-                                else f"{', '.join(layers)}: not in the new network"))
+        rows.append(
+            TransferRow(
+                network,
+                block,
+                "dropped",
+                "not in the new network" if whole else f"{', '.join(layers)}: not in the new network",
+            )
+        )
     return rows
 
 
-def transfer_weights(source: dict[str, Any], G: torch.nn.Module, D: torch.nn.Module,
-                     G_ema: torch.nn.Module) -> list[TransferRow]:
+def transfer_weights(
+    source: dict[str, Any], G: torch.nn.Module, D: torch.nn.Module, G_ema: torch.nn.Module
+) -> list[TransferRow]:
     """Load what `source` (a snapshot dict) can give into G, D and G_ema; the table of what happened.
 
     Tensors left out keep their current values, so G_ema = deepcopy(G) before the call gives G and
     G_ema the same fresh layers.
     """
     table: list[TransferRow] = []
-    for name, module, kwargs in (("G", G, "G_init_kwargs"), ("D", D, "D_init_kwargs"),
-                                 ("G_ema", G_ema, "G_init_kwargs")):
+    for name, module, kwargs in (
+        ("G", G, "G_init_kwargs"),
+        ("D", D, "D_init_kwargs"),
+        ("G_ema", G_ema, "G_init_kwargs"),
+    ):
         loaded, rows = adapt_state("D" if name == "D" else "G", source[name], source[kwargs], module)
         current = module.state_dict()
         module.load_state_dict({**current, **{key: value.to(current[key]) for key, value in loaded.items()}})
@@ -222,14 +281,17 @@ def format_table(rows: list[TransferRow]) -> str:
     """The transfer table as aligned text, with a count per status at the end."""
     width = max((len(f"{row.network} {row.block}") for row in rows), default=10)
     lines = [f"{'block':<{width}}  {'status':<11}  detail"]
-    lines += [f"{row.network + ' ' + row.block:<{width}}  {row.status:<11}  {row.detail}".rstrip() for row in rows]
+    lines += [
+        f"{row.network + ' ' + row.block:<{width}}  {row.status:<11}  {row.detail}".rstrip() for row in rows
+    ]
     counts = {state: sum(row.status == state for row in rows) for state in STATUSES}
     lines.append("blocks: " + ", ".join(f"{count} {state}" for state, count in counts.items()))
     return "\n".join(lines) + "\n"
 
 
-def transfer_table(source_path: str | os.PathLike[str], resolution: int, channels: int, c_dim: int,
-                   freeze_layers: int = 0) -> list[TransferRow]:
+def transfer_table(
+    source_path: str | os.PathLike[str], resolution: int, channels: int, c_dim: int, freeze_layers: int = 0
+) -> list[TransferRow]:
     """The table `transfer_weights` gives for starting a run of this shape from `source_path`.
 
     Computes the real transfer on throw-away networks, without touching the global RNG.

@@ -1,4 +1,4 @@
-"""`augstudy import-network`: an official NVlabs StyleGAN2-ADA `.pkl` as our snapshot, without running its code.
+"""`augstudy import-network`: an official NVlabs StyleGAN2-ADA `.pkl` as our snapshot, no code run.
 
 Every verb already reads official pickles directly (through the same safe import); converting once
 saves the import on each use and records class names, so `generate` needs no `--class`.
@@ -36,24 +36,42 @@ def import_network(pkl: Path, out: Path, classes: tuple[str, ...] = ()) -> dict[
     if classes:
         if len(classes) != max(c_dim, 1):
             wanted = f"{c_dim} names (one per class)" if c_dim else "one name (the class it makes)"
-            raise click.UsageError(f"--class: this network has c_dim={c_dim}, so give {wanted}, not {len(classes)}.")
+            raise click.UsageError(
+                f"--class: this network has c_dim={c_dim}, so give {wanted}, not {len(classes)}."
+            )
         extra.update({"class_names": list(classes)} if c_dim else {"class_name": classes[0]})
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         save_snapshot(out, snapshot)
     except OSError as error:
-        raise click.ClickException(f"--out {out}: cannot write the snapshot ({error.strerror or error}).") from None
-    return {"resolution": imported.G.img_resolution, "channels": imported.G.img_channels, "c_dim": c_dim,
-            "G_params": sum(p.numel() for p in imported.G.parameters()),
-            "D_params": sum(p.numel() for p in imported.D.parameters()), "augment_p": imported.augment_p}
+        raise click.ClickException(
+            f"--out {out}: cannot write the snapshot ({error.strerror or error})."
+        ) from None
+    return {
+        "resolution": imported.G.img_resolution,
+        "channels": imported.G.img_channels,
+        "c_dim": c_dim,
+        "G_params": sum(p.numel() for p in imported.G.parameters()),
+        "D_params": sum(p.numel() for p in imported.D.parameters()),
+        "augment_p": imported.augment_p,
+    }
 
 
 @click.command("import-network")
 @click.argument("pkl", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Snapshot to write (.pt), readable by generate, gan-metrics and train-gan --resume-from.")
-@click.option("--class", "classes", multiple=True, callback=comma_list,
-              help="Class name(s) to record: one for an unconditional network, one per class for a conditional one.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Snapshot to write (.pt), readable by generate, gan-metrics and train-gan --resume-from.",
+)
+@click.option(
+    "--class",
+    "classes",
+    multiple=True,
+    callback=comma_list,
+    help="Class name(s) to record: one for an unconditional network, one per class for a conditional one.",
+)
 def import_network_command(pkl: Path, out: Path, classes: tuple[str, ...]) -> None:
     """Convert an official NVlabs StyleGAN2-ADA network pickle PKL to a snapshot, without running its code."""
     summary = import_network(pkl, out, classes)

@@ -219,10 +219,14 @@ def describe_runs(options: TrainGanOptions) -> dict[str, dict[str, Any]]:
     """Per run, the resolved training options with G and D parameter counts (what --dry-run prints)."""
     from stylegan2ada.training import describe
 
-    return {
-        run.name: describe(train_options_for(options, run, resume=_newest_snapshot(run) is not None))
-        for run in plan_runs(options)
-    }
+    described = {}
+    for run in plan_runs(options):
+        train_options = train_options_for(options, run, resume=_newest_snapshot(run) is not None)
+        try:
+            described[run.name] = describe(train_options)
+        except ValueError as error:  # e.g. a --resume-from network that cannot be adapted to this data
+            raise click.UsageError(f"[{run.name}] {error}") from None
+    return described
 
 
 def _newest_snapshot(run: GanRun) -> Path | None:

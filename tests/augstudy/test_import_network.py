@@ -16,8 +16,9 @@ from stylegan2ada.dataset import write_dataset
 from stylegan2ada.snapshot import load_generator, load_snapshot, snapshot_meta
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared/fixtures/nvlabs"
-pytestmark = pytest.mark.skipif(not (FIXTURES / "fixtures.json").is_file(),
-                                reason=f"NVlabs fixtures not found at {FIXTURES}")
+pytestmark = pytest.mark.skipif(
+    not (FIXTURES / "fixtures.json").is_file(), reason=f"NVlabs fixtures not found at {FIXTURES}"
+)
 RGB32 = FIXTURES / "nvlabs-rgb32.pkl"
 GREY64 = FIXTURES / "nvlabs-cond-grey64.pkl"
 
@@ -26,7 +27,9 @@ def make_prepared(root: Path, channels: int, count: int = 8) -> Path:
     """The gan/ part of an `augstudy prepare` folder at 32 px with one class, `normal`."""
     rng = np.random.default_rng(0)
     shape = (32, 32) if channels == 1 else (32, 32, channels)
-    write_dataset(root / "gan" / "normal.zip", [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(count)])
+    write_dataset(
+        root / "gan" / "normal.zip", [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(count)]
+    )
     return root
 
 
@@ -41,8 +44,9 @@ def test_import_network_writes_a_snapshot_with_the_official_outputs(tmp_path: Pa
     assert "64 px, 1 channel(s), c_dim 2, G 3,158,286 / D 452,672 parameters, augment p 0.23" in result.output
     reference = np.load(FIXTURES / "nvlabs-cond-grey64.npz")
     with torch.no_grad():
-        images = load_generator(out)(torch.from_numpy(reference["z"]), torch.from_numpy(reference["c"]).float(),
-                                     noise_mode="const")
+        images = load_generator(out)(
+            torch.from_numpy(reference["z"]), torch.from_numpy(reference["c"]).float(), noise_mode="const"
+        )
     assert (images - torch.from_numpy(reference["img_psi1"])).abs().max() < 1e-4
     meta = snapshot_meta(out)
     assert meta["extra_meta"]["class_names"] == ["normal", "squamous"]
@@ -58,9 +62,11 @@ def test_malicious_pickle_is_refused_by_every_verb(tmp_path: Path, monkeypatch: 
     monkeypatch.setenv("NVLABS_FIXTURE_CANARY", str(canary))
     malicious = FIXTURES / "malicious.pkl"
     (tmp_path / "data" / "gan").mkdir(parents=True)
-    for args in (("import-network", malicious, "--out", tmp_path / "m.pt"),
-                 ("generate", "--network", malicious, "--out", tmp_path / "pool", "--per-class", 1),
-                 ("gan-metrics", "--real", tmp_path / "data", "--network", malicious, "--out", tmp_path / "m.json")):
+    for args in (
+        ("import-network", malicious, "--out", tmp_path / "m.pt"),
+        ("generate", "--network", malicious, "--out", tmp_path / "pool", "--per-class", 1),
+        ("gan-metrics", "--real", tmp_path / "data", "--network", malicious, "--out", tmp_path / "m.json"),
+    ):
         result = invoke(*args)
         assert result.exit_code != 0, args
         assert "malicious.pkl" in result.output and "'Payload'" in result.output, result.output
@@ -74,7 +80,9 @@ def test_generate_reads_the_pickle_and_the_converted_snapshot_alike(tmp_path: Pa
     pools = []
     for network, extra in ((RGB32, ("--class", "cars")), (converted, ())):
         pool = tmp_path / f"pool-{network.suffix[1:]}"
-        result = invoke("generate", "--network", network, "--out", pool, "--per-class", 2, "--device", "cpu", *extra)
+        result = invoke(
+            "generate", "--network", network, "--out", pool, "--per-class", 2, "--device", "cpu", *extra
+        )
         assert result.exit_code == 0, result.output
         pools.append(pool)
     for seed in (0, 1):
@@ -85,8 +93,19 @@ def test_generate_reads_the_pickle_and_the_converted_snapshot_alike(tmp_path: Pa
 def test_gan_metrics_measures_a_network(tmp_path: Path) -> None:
     data = make_prepared(tmp_path / "data", channels=3)
     out = tmp_path / "metrics.json"
-    result = invoke("gan-metrics", "--real", data / "gan" / "normal.zip", "--network", RGB32, "--num-images", 16,
-                    "--out", out, "--device", "cpu")
+    result = invoke(
+        "gan-metrics",
+        "--real",
+        data / "gan" / "normal.zip",
+        "--network",
+        RGB32,
+        "--num-images",
+        16,
+        "--out",
+        out,
+        "--device",
+        "cpu",
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert report["metrics"] == ["swd"] and report["num_images"] == 16 and report["values"]["swd"] > 0
@@ -97,9 +116,31 @@ def test_gan_metrics_measures_a_network(tmp_path: Path) -> None:
 def test_train_gan_fine_tunes_an_rgb_pickle_on_grey_data(tmp_path: Path) -> None:
     data = make_prepared(tmp_path / "data", channels=1, count=4)
     runs = tmp_path / "runs"
-    args = ["train-gan", "--data", data, "--out", runs, "--classes", "normal", "--resume-from", RGB32,
-            "--kimg", "0.004", "--batch", "4", "--snap", "0.004", "--workers", "0", "--threads", "1",
-            "--freezed", "2", "--device", "cpu"]
+    args = [
+        "train-gan",
+        "--data",
+        data,
+        "--out",
+        runs,
+        "--classes",
+        "normal",
+        "--resume-from",
+        RGB32,
+        "--kimg",
+        "0.004",
+        "--batch",
+        "4",
+        "--snap",
+        "0.004",
+        "--workers",
+        "0",
+        "--threads",
+        "1",
+        "--freezed",
+        "2",
+        "--device",
+        "cpu",
+    ]
     clash = invoke(*args, "--cbase", "1024")
     assert clash.exit_code != 0 and "--cbase cannot be combined with --resume-from" in clash.output
     result = invoke(*args)

@@ -21,13 +21,16 @@ from stylegan2ada.nvlabs_pickle import NetworkPickleError, read_network_pickle
 from stylegan2ada.snapshot import SnapshotError, load_generator, save_snapshot, snapshot_meta
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared/fixtures/nvlabs"
-needs_fixtures = pytest.mark.skipif(not (FIXTURES / "fixtures.json").is_file(),
-                                    reason=f"NVlabs fixtures not found at {FIXTURES}")
+needs_fixtures = pytest.mark.skipif(
+    not (FIXTURES / "fixtures.json").is_file(), reason=f"NVlabs fixtures not found at {FIXTURES}"
+)
 NAMES = ["nvlabs-rgb32", "nvlabs-cond-grey64"]
 
 
 def _reference(name: str) -> dict[str, Any]:
-    listed = {entry["name"]: entry for entry in json.loads((FIXTURES / "fixtures.json").read_text())["networks"]}
+    listed = {
+        entry["name"]: entry for entry in json.loads((FIXTURES / "fixtures.json").read_text())["networks"]
+    }
     return {**listed[name], **dict(np.load(FIXTURES / f"{name}.npz"))}
 
 
@@ -70,8 +73,9 @@ def test_converted_snapshot_generates_the_same_images(tmp_path: Path) -> None:
 
 
 @needs_fixtures
-def test_malicious_pickle_is_refused_and_its_code_never_runs(tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_malicious_pickle_is_refused_and_its_code_never_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     canary = tmp_path / "canary"
     monkeypatch.setenv("NVLABS_FIXTURE_CANARY", str(canary))
     modules_before = set(sys.modules)
@@ -117,7 +121,13 @@ class _Reduced:
 
 
 def _persistent(module: types.ModuleType, class_name: str, state: dict[str, Any]) -> _Reduced:
-    meta = {"type": "class", "version": 6, "module_src": "raise SystemExit", "class_name": class_name, "state": state}
+    meta = {
+        "type": "class",
+        "version": 6,
+        "module_src": "raise SystemExit",
+        "class_name": class_name,
+        "state": state,
+    }
     return _Reduced(module._reconstruct_persistent_obj, (meta,))
 
 
@@ -128,15 +138,53 @@ def _write(path: Path, obj: Any) -> Path:
 
 def test_tensors_stored_another_way_give_a_clear_error(tmp_path: Path) -> None:
     with _official_globals() as module:
-        sparse = _write(tmp_path / "sparse.pkl", {"G": _persistent(module, "Generator", {
-            "_parameters": {"w": _Reduced(torch._utils._rebuild_sparse_tensor, (torch.sparse_coo, ()))}})})
-        garbage = _write(tmp_path / "garbage.pkl", {"G": _persistent(module, "Generator", {
-            "_buffers": {"w": _Reduced(torch.storage._load_from_bytes, (b"not torch bytes",))}})})
-        code_in_storage = _write(tmp_path / "nested.pkl", {"G": _persistent(module, "Generator", {
-            "_buffers": {"w": _Reduced(torch.storage._load_from_bytes, (pickle.dumps(_Reduced(print, ("x",))),))}})})
+        sparse = _write(
+            tmp_path / "sparse.pkl",
+            {
+                "G": _persistent(
+                    module,
+                    "Generator",
+                    {
+                        "_parameters": {
+                            "w": _Reduced(torch._utils._rebuild_sparse_tensor, (torch.sparse_coo, ()))
+                        }
+                    },
+                )
+            },
+        )
+        garbage = _write(
+            tmp_path / "garbage.pkl",
+            {
+                "G": _persistent(
+                    module,
+                    "Generator",
+                    {"_buffers": {"w": _Reduced(torch.storage._load_from_bytes, (b"not torch bytes",))}},
+                )
+            },
+        )
+        code_in_storage = _write(
+            tmp_path / "nested.pkl",
+            {
+                "G": _persistent(
+                    module,
+                    "Generator",
+                    {
+                        "_buffers": {
+                            "w": _Reduced(
+                                torch.storage._load_from_bytes,
+                                (pickle.dumps(_Reduced(print, ("x",)), protocol=2),),
+                            )
+                        }
+                    },
+                )
+            },
+        )
         persistent_id = tmp_path / "saved.pkl"
         torch.save({"G": torch.zeros(2)}, persistent_id, _use_new_zipfile_serialization=False)
-    with pytest.raises(NetworkPickleError, match=r"sparse.pkl: cannot read its tensors: .*_rebuild_sparse_tensor.* does not know"):
+    with pytest.raises(
+        NetworkPickleError,
+        match=r"sparse.pkl: cannot read its tensors: .*_rebuild_sparse_tensor.* does not know",
+    ):
         read_network_pickle(sparse)
     for path in (garbage, code_in_storage):
         with pytest.raises(NetworkPickleError, match=f"{path.name}: cannot read its tensors: .*weights only"):
@@ -153,5 +201,7 @@ def test_any_other_global_is_refused_by_name(tmp_path: Path) -> None:
         read_network_pickle(path)
     with _official_globals() as module:
         wrong = _write(tmp_path / "wrong.pkl", {"G": _persistent(module, "Discriminator", {}), "D": None})
-    with pytest.raises(NetworkPickleError, match="wrong.pkl: its 'G' entry is Discriminator, not an official Generator"):
+    with pytest.raises(
+        NetworkPickleError, match="wrong.pkl: its 'G' entry is Discriminator, not an official Generator"
+    ):
         import_network_pickle(wrong)

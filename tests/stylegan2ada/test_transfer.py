@@ -35,13 +35,23 @@ def source(resolution: int = 32, channels: int = 3, c_dim: int = 0) -> dict[str,
     for module in (G, D):
         for param in module.parameters():
             param.data += 0.2 * torch.randn(param.shape, generator=generator)
-    return {"G": G.state_dict(), "D": D.state_dict(), "G_ema": G.state_dict(),
-            "G_init_kwargs": G.init_kwargs, "D_init_kwargs": D.init_kwargs}
+    return {
+        "G": G.state_dict(),
+        "D": D.state_dict(),
+        "G_ema": G.state_dict(),
+        "G_init_kwargs": G.init_kwargs,
+        "D_init_kwargs": D.init_kwargs,
+    }
 
 
 def rebuilt(snapshot: dict[str, Any]) -> tuple[torch.nn.Module, torch.nn.Module]:
-    G, D = build_networks("auto", snapshot["G_init_kwargs"]["img_resolution"], snapshot["G_init_kwargs"]["img_channels"],
-                          snapshot["G_init_kwargs"]["c_dim"], **TINY)
+    G, D = build_networks(
+        "auto",
+        snapshot["G_init_kwargs"]["img_resolution"],
+        snapshot["G_init_kwargs"]["img_channels"],
+        snapshot["G_init_kwargs"]["c_dim"],
+        **TINY,
+    )
     G.load_state_dict(snapshot["G"])
     D.load_state_dict(snapshot["D"])
     return G.eval(), D.eval()
@@ -85,7 +95,7 @@ def test_grey_to_rgb_writes_equal_channels_and_d_sees_the_luma() -> None:
     images = G(z, None, noise_mode="const")
     reference = G_grey(z, None, noise_mode="const")
     for channel in range(3):
-        assert (images[:, channel:channel + 1] - reference).abs().max() < 1e-5
+        assert (images[:, channel : channel + 1] - reference).abs().max() < 1e-5
     x = torch.randn([4, 3, 32, 32], generator=torch.Generator().manual_seed(1))
     assert (D(x, None) - D_grey(luma(x), None)).abs().max() < 1e-5
 
@@ -118,14 +128,19 @@ def test_unconditional_to_conditional_starts_as_the_source_for_every_label() -> 
     for label in range(3):
         c = torch.nn.functional.one_hot(torch.full([3], label), 3).float()
         assert (G(z, c, noise_mode="const") - expected).abs().max() < 1e-5
-    assert "embed: initialised" in rows[("G", "mapping")].detail and "fc0: adapted" in rows[("G", "mapping")].detail
+    assert (
+        "embed: initialised" in rows[("G", "mapping")].detail
+        and "fc0: adapted" in rows[("G", "mapping")].detail
+    )
     assert rows[("D", "mapping")].status == "initialised" and "out" in rows[("D", "b4")].detail
     assert D(torch.zeros([3, 1, 32, 32]), torch.eye(3)).shape == (3, 1)
 
     conditional = source(channels=1, c_dim=3)
     G_back, D_back = build_target(conditional, 32, 1, 0)
-    back = [(row.network, row.block, row.status, row.detail)
-            for row in transfer_weights(conditional, G_back, D_back, copy.deepcopy(G_back))]
+    back = [
+        (row.network, row.block, row.status, row.detail)
+        for row in transfer_weights(conditional, G_back, D_back, copy.deepcopy(G_back))
+    ]
     assert ("G", "mapping", "adapted", "fc0: adapted (label columns dropped)") in back
     assert ("G", "mapping", "dropped", "embed: not in the new network") in back
     assert ("D", "mapping", "dropped", "not in the new network") in back
@@ -139,19 +154,35 @@ def test_unsupported_channel_change_is_refused() -> None:
 
 def test_training_from_an_rgb_network_on_grey_data_freezes_the_adapted_d(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
-    rgb_data = write_dataset(tmp_path / "rgb.zip", [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(8)])
-    grey_data = write_dataset(tmp_path / "grey.zip", [rng.integers(0, 256, (32, 32), dtype=np.uint8) for _ in range(8)])
-    common = {**TINY, "batch": 4, "kimg": 0.004, "snap": 0.004, "tick_kimg": 0.004, "workers": 0,
-              "image_snapshots": False}
+    rgb_data = write_dataset(
+        tmp_path / "rgb.zip", [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(8)]
+    )
+    grey_data = write_dataset(
+        tmp_path / "grey.zip", [rng.integers(0, 256, (32, 32), dtype=np.uint8) for _ in range(8)]
+    )
+    common = {
+        **TINY,
+        "batch": 4,
+        "kimg": 0.004,
+        "snap": 0.004,
+        "tick_kimg": 0.004,
+        "workers": 0,
+        "image_snapshots": False,
+    }
     rgb = train(TrainOptions(data=str(rgb_data), run_dir=str(tmp_path / "rgb"), aug="noaug", **common))
     table = transfer_table(rgb, 32, 1, 0, freeze_layers=2)
     assert [row.status for row in table if row.block == "b32"] == ["adapted"]
     common.pop("channel_base"), common.pop("channel_max"), common.pop("mapping_layers")
-    grey = train(TrainOptions(data=str(grey_data), run_dir=str(tmp_path / "grey"), resume_from=str(rgb), freezed=2,
-                              **common))
+    grey = train(
+        TrainOptions(
+            data=str(grey_data), run_dir=str(tmp_path / "grey"), resume_from=str(rgb), freezed=2, **common
+        )
+    )
     source_D, after = load_snapshot(rgb)["D"], load_snapshot(grey)
     assert after["G_init_kwargs"]["img_channels"] == 1 and after["options"]["ada_kimg"] == 100
     adapted = source_D["b32.fromrgb.weight"].sum(dim=1, keepdim=True) / 3**0.5  # fan-in 3 -> 1
-    assert torch.allclose(after["D"]["b32.fromrgb.weight"], adapted, atol=1e-6)  # frozen: still the adapted value
+    assert torch.allclose(
+        after["D"]["b32.fromrgb.weight"], adapted, atol=1e-6
+    )  # frozen: still the adapted value
     assert torch.equal(after["D"]["b32.conv0.weight"], source_D["b32.conv0.weight"])
     assert not torch.equal(after["D"]["b16.conv0.weight"], source_D["b16.conv0.weight"])  # trained
