@@ -124,7 +124,25 @@ def _rebuild_tensor(
         raise _TensorFormatError(f"a tensor refers to a {type(storage).__name__}, not a tensor storage")
     dtype = storage.dtype if isinstance(storage, torch.TypedStorage) else torch.uint8
     untyped = storage._untyped_storage if isinstance(storage, torch.TypedStorage) else storage
+    _check_bounds(untyped.nbytes(), dtype, offset, size, stride)
     return torch.empty(0, dtype=dtype).set_(untyped, int(offset), tuple(size), tuple(stride))
+
+
+def _check_bounds(nbytes: int, dtype: torch.dtype, offset: Any, size: Any, stride: Any) -> None:
+    """Refuse a tensor view reaching outside its storage (torch's set_ does not check this)."""
+    numbers = (
+        [offset, *size, *stride]
+        if isinstance(size, (tuple, list)) and isinstance(stride, (tuple, list))
+        else []
+    )
+    if not numbers or len(size) != len(stride) or not all(isinstance(n, int) and n >= 0 for n in numbers):
+        raise _TensorFormatError("a tensor with a malformed offset, size or stride")
+    last = offset + sum((n - 1) * step for n, step in zip(size, stride)) if all(size) else offset - 1
+    needed = (last + 1) * torch.empty(0, dtype=dtype).element_size()
+    if needed > nbytes:
+        raise _TensorFormatError(
+            f"a tensor does not fit its storage ({needed} bytes needed, {nbytes} stored)"
+        )
 
 
 def _rebuild_parameter(

@@ -8,6 +8,7 @@ import json
 import pickle
 import sys
 import types
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -191,6 +192,33 @@ def test_tensors_stored_another_way_give_a_clear_error(tmp_path: Path) -> None:
             read_network_pickle(path)
     with pytest.raises(NetworkPickleError, match="saved.pkl: .*legacy"):
         read_network_pickle(persistent_id)
+
+
+def test_a_tensor_larger_than_its_storage_is_refused(tmp_path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # TypedStorage is what pickled tensors hold
+        storage = torch.zeros(4).storage()
+    with _official_globals() as module:
+        path = _write(
+            tmp_path / "big.pkl",
+            {
+                "G": _persistent(
+                    module,
+                    "Generator",
+                    {
+                        "_buffers": {
+                            "w": _Reduced(
+                                torch._utils._rebuild_tensor_v2, (storage, 0, (1000,), (1,), False, {})
+                            )
+                        }
+                    },
+                )
+            },
+        )
+    with pytest.raises(
+        NetworkPickleError, match="big.pkl: cannot read its tensors: a tensor does not fit its storage"
+    ):
+        read_network_pickle(path)
 
 
 def test_any_other_global_is_refused_by_name(tmp_path: Path) -> None:
