@@ -234,9 +234,16 @@ class _RestrictedUnpickler(pickle.Unpickler):
                     f"tensors are stored through {module}.{name}, a way this importer does not know "
                     f"(it reads tensors pickled by torch's own Tensor/Parameter/storage reducers)"
                 ) from None
+            hint = (
+                "; this is a TensorFlow StyleGAN/StyleGAN2 pickle, which only TensorFlow code can read: convert "
+                "it to a PyTorch pickle with the official stylegan2-ada-pytorch legacy.py (which runs its code; "
+                "do that only for files you trust) and import the result"
+                if module.startswith("dnnlib.tflib")
+                else ""
+            )
             raise NetworkPickleError(
                 f"refused {module}.{name}: an official network pickle holds only persistent network "
-                f"objects, tensors, numbers and plain containers, so this global is not loaded"
+                f"objects, tensors, numbers and plain containers, so this global is not loaded{hint}"
             ) from None
 
     def persistent_load(self, pid: Any) -> Any:

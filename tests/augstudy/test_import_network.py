@@ -155,3 +155,12 @@ def test_train_gan_fine_tunes_an_rgb_pickle_on_grey_data(tmp_path: Path) -> None
     not_a_network.write_text("hello")
     bad = invoke(*args[:-4], "--out", tmp_path / "other", "--resume-from", not_a_network)
     assert bad.exit_code != 0 and "notes.txt: not a snapshot: it is a text file" in bad.output
+
+
+def test_generate_describes_a_file_that_is_no_network(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("seed,class\n")
+    result = invoke("generate", "--network", notes, "--out", tmp_path / "pool", "--per-class", 1)
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "notes.txt: not a snapshot: it is a text file" in result.output and ".pkl" in result.output
+    assert "zipfile" not in result.output.lower()

@@ -233,3 +233,21 @@ def test_any_other_global_is_refused_by_name(tmp_path: Path) -> None:
         NetworkPickleError, match="wrong.pkl: its 'G' entry is Discriminator, not an official Generator"
     ):
         import_network_pickle(wrong)
+
+
+def test_tensorflow_pickles_are_refused_with_what_to_do(tmp_path: Path) -> None:
+    tflib = types.ModuleType("dnnlib.tflib.network")
+
+    class Network:
+        def __reduce__(self) -> tuple[Any, ...]:
+            return Network, ()
+
+    Network.__module__, Network.__qualname__ = tflib.__name__, "Network"
+    tflib.Network = Network  # type: ignore[attr-defined]
+    sys.modules[tflib.__name__] = tflib
+    try:
+        path = _write(tmp_path / "stylegan2-ffhq-config-f.pkl", (Network(), Network(), Network()))
+    finally:
+        sys.modules.pop(tflib.__name__)
+    with pytest.raises(NetworkPickleError, match="refused dnnlib.tflib.network.Network: .*TensorFlow .*legacy.py"):
+        read_network_pickle(path)
