@@ -236,18 +236,23 @@ def test_any_other_global_is_refused_by_name(tmp_path: Path) -> None:
 
 
 def test_tensorflow_pickles_are_refused_with_what_to_do(tmp_path: Path) -> None:
-    tflib = types.ModuleType("dnnlib.tflib.network")
+    names = ("dnnlib", "dnnlib.tflib", "dnnlib.tflib.network")
+    assert not any(name in sys.modules for name in names)
+    modules = {name: types.ModuleType(name) for name in names}
 
     class Network:
         def __reduce__(self) -> tuple[Any, ...]:
             return Network, ()
 
-    Network.__module__, Network.__qualname__ = tflib.__name__, "Network"
-    tflib.Network = Network  # type: ignore[attr-defined]
-    sys.modules[tflib.__name__] = tflib
+    Network.__module__, Network.__qualname__ = names[-1], "Network"
+    modules[names[-1]].Network = Network  # type: ignore[attr-defined]
+    sys.modules.update(modules)
     try:
         path = _write(tmp_path / "stylegan2-ffhq-config-f.pkl", (Network(), Network(), Network()))
     finally:
-        sys.modules.pop(tflib.__name__)
-    with pytest.raises(NetworkPickleError, match="refused dnnlib.tflib.network.Network: .*TensorFlow .*legacy.py"):
+        for name in names:
+            sys.modules.pop(name)
+    with pytest.raises(
+        NetworkPickleError, match="refused dnnlib.tflib.network.Network: .*TensorFlow .*legacy.py"
+    ):
         read_network_pickle(path)
