@@ -112,7 +112,7 @@ def build_target(
     return build_module("Generator", G_kwargs), build_module("Discriminator", D_kwargs)
 
 
-# -- adapters: (source tensor, target shape, networks' image channels) -> target tensor or None -----
+# -- adapters: (source tensor, target shape) -> the target tensor, or None when the rule does not apply
 Adapter = Callable[[torch.Tensor, torch.Size], "torch.Tensor | None"]
 
 
@@ -151,10 +151,10 @@ def _first_mapping_layer(z_dim: int) -> Adapter:
 
 
 def _adapters(
-    network: str, source_kwargs: dict[str, Any], target_kwargs_: dict[str, Any]
+    network: str, source_kwargs: dict[str, Any], target_init: dict[str, Any]
 ) -> dict[str, tuple[Adapter, str]]:
     """Per tensor-name suffix, the rule converting it and a word on what it does."""
-    source_channels, target_channels = int(source_kwargs["img_channels"]), int(target_kwargs_["img_channels"])
+    source_channels, target_channels = int(source_kwargs["img_channels"]), int(target_init["img_channels"])
     channels = f"{source_channels} -> {target_channels} channels"
     if network == "G":
         how = (
@@ -166,10 +166,10 @@ def _adapters(
             ".torgb.weight": (_torgb(source_channels, target_channels), f"{channels}: {how}"),
             ".torgb.bias": (_torgb(source_channels, target_channels), f"{channels}: {how}"),
         }
-        if int(source_kwargs["c_dim"]) != int(target_kwargs_["c_dim"]):
+        if int(source_kwargs["c_dim"]) != int(target_init["c_dim"]):
             rules["mapping.fc0.weight"] = (
-                _first_mapping_layer(int(target_kwargs_["z_dim"])),
-                "label columns added at zero" if int(target_kwargs_["c_dim"]) else "label columns dropped",
+                _first_mapping_layer(int(target_init["z_dim"])),
+                "label columns added at zero" if int(target_init["c_dim"]) else "label columns dropped",
             )
         return rules
     how = (
