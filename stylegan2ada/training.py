@@ -91,7 +91,8 @@ class TrainOptions:
         snap: kimg between snapshots (one is always written at the end).
         seed: seed of every random choice (rank r of a multi-process job uses seed*world+r).
         resume: continue from the newest snapshot in `run_dir`; without one, start afresh.
-        resume_from: transfer learning: start G/D/G_ema from this snapshot's weights at kimg 0.
+        resume_from: transfer learning: start G/D/G_ema at kimg 0 from this snapshot or official .pkl,
+            adapted to the data's channels, resolution and labels (stylegan2ada.transfer).
         freezed: freeze the first N discriminator layers (transfer learning).
         fp32: disable FP16 on CUDA (FP16 is never used on the CPU).
         workers: data-loader worker processes.
