@@ -13,6 +13,7 @@ default": 0 is either a real value of the option or out of its range.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -81,7 +82,7 @@ class Range:
             return f"must be {self.describe()}"
         too_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
         too_high = self.high is not None and (value >= self.high if self.high_open else value > self.high)
-        if too_low or too_high or value != value:  # NaN is in no range
+        if too_low or too_high or math.isnan(value):  # NaN is in no range
             return f"must be {self.describe()}"
         return None
 

@@ -59,12 +59,12 @@ class InputPipeline:
 
     def __init__(
         self, input_size: int, preprocess: Callable[[np.ndarray], np.ndarray], views: ViewParams,
-        geometry: Geometry = Geometry(),
+        geometry: Geometry | None = None,
     ) -> None:
         self.input_size = input_size
         self.preprocess = preprocess
         self.views = views
-        self.geometry = geometry
+        self.geometry = geometry or Geometry()  # None: straight to the input size
 
     def batch(self, refs: Sequence[ImageRef]) -> np.ndarray:
         images = np.stack(

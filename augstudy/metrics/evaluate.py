@@ -37,7 +37,8 @@ from augstudy.metrics.inception import InceptionUnavailableError
 from augstudy.metrics.kid_fid import frechet_inception_distance, kernel_inception_distance
 from augstudy.metrics.memorisation import MemorisationOptions, memorisation_check, pixel_vectors
 from augstudy.metrics.swd import sliced_wasserstein_distance
-from augstudy.options import write_options
+from augstudy.options import check_ranges, ranged, write_options
+from augstudy.outputs import check_output
 from stylegan2ada.io import atomic_write_json
 
 OPTIONS_FILENAME = "gan_metrics_options.json"
@@ -64,18 +65,21 @@ class GanMetricsOptions:
     metrics: tuple[str, ...] | None = None
     inception: Path | None = None
     out: Path | None = None
-    seed: int = SEED
-    batch_size: int = BATCH_SIZE
+    seed: int = ranged(SEED, low=0, integer=True)
+    batch_size: int = ranged(BATCH_SIZE, low=1, integer=True, flag="--batch")
     device: str = "auto"
     download: bool = True
     feature_cache: bool = True
-    kid_num_subsets: int = KID_NUM_SUBSETS
-    kid_max_subset_size: int = KID_MAX_SUBSET_SIZE
+    kid_num_subsets: int = ranged(KID_NUM_SUBSETS, low=1, integer=True, flag="--kid-subsets")
+    kid_max_subset_size: int = ranged(KID_MAX_SUBSET_SIZE, low=2, integer=True, flag="--kid-subset-size")
     swd_normalization: str = SWD_NORMALIZATION
-    memo_pixel_size: int = MEMO_PIXEL_SIZE
-    memo_ratio: float = MEMO_RATIO
-    memo_pixel_threshold: float = MEMO_PIXEL_ABSOLUTE_THRESHOLD
-    memo_feature_threshold: float = MEMO_FEATURE_ABSOLUTE_THRESHOLD
+    memo_pixel_size: int = ranged(MEMO_PIXEL_SIZE, low=1, integer=True)
+    memo_ratio: float = ranged(MEMO_RATIO, low=0, high=1)
+    memo_pixel_threshold: float = ranged(MEMO_PIXEL_ABSOLUTE_THRESHOLD, low=0)
+    memo_feature_threshold: float = ranged(MEMO_FEATURE_ABSOLUTE_THRESHOLD, low=0)
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
     def memorisation_options(self) -> MemorisationOptions:
         return MemorisationOptions(
@@ -141,6 +145,9 @@ def gan_metrics(options: GanMetricsOptions) -> dict[str, Any]:
     each metric, plus `warnings` (e.g. unreliable FID) and `notes` (e.g. skipped metrics).
     """
     out = output_path(options)
+    # The report may sit in a fake folder (its documented place, beside the pool), never among the real images.
+    fake_file = [("--fake", options.fake)] if Path(options.fake).is_file() else []
+    check_output(out, [("--real", options.real), *fake_file], is_file=True)
     real, fake = open_source(options.real), open_source(options.fake)
     pairs, notes = pair_classes(real, fake)
     warnings: list[str] = []
