@@ -46,7 +46,15 @@ def write_options(path: str | os.PathLike[str], options: Any) -> Path:
 
 
 class OptionError(ValueError):
-    """An option outside its documented range or of the wrong type; the message names the option."""
+    """An option outside its documented range; the message names the CLI flag, `in_config` the key."""
+
+    def __init__(self, flag: str, name: str, value: Any, problem: str) -> None:
+        super().__init__(f"{flag} {value!r}: {problem}")
+        self.name, self.value, self.problem = name, value, problem
+
+    def in_config(self) -> str:
+        """The same rule for a config key: "epochs = 0: must be an integer >= 1"."""
+        return f"{self.name} = {self.value!r}: {self.problem}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,7 +121,7 @@ def check_ranges(options: Any) -> None:
         value = getattr(options, item.name)
         problem = rule.problem(value)
         if problem:
-            raise OptionError(f"{flag_of(item)} {value!r}: {problem}")
+            raise OptionError(flag_of(item), item.name, value, problem)
 
 
 class RangedNumber(click.ParamType):

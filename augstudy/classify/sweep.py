@@ -110,7 +110,7 @@ class SweepOptions:
     def __post_init__(self) -> None:
         check_ranges(self)
         if any(isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or ratio < 0 for ratio in self.ratios):
-            raise OptionError(f"--ratios {list(self.ratios)}: must be percentages >= 0")
+            raise OptionError("--ratios", "ratios", list(self.ratios), "must be percentages >= 0")
 
 
 @dataclass(frozen=True)

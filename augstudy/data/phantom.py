@@ -29,6 +29,8 @@ from augstudy.outputs import check_output
 from stylegan2ada.io import atomic_write_bytes
 
 OPTIONS_NAME = "phantom_options.json"
+# Errors caused by the options or --out: the CLI and `augstudy run` show their message, no traceback.
+USER_ERRORS = (ValueError,)
 # canonical class -> (train/valid folder, test folder), as named in the Kaggle chest-CT set
 CLASS_FOLDERS: dict[str, tuple[str, str]] = {
     "normal": ("normal", "normal"),
@@ -277,7 +279,7 @@ def phantom_command(out: Path, per_class: int, seed: int, classes: str, val_frac
         options = PhantomOptions(out, per_class, seed, tuple(name.strip() for name in classes.split(",")
                                                              if name.strip()), val_frac, test_frac, copies)
         result = make_phantom(options)
-    except ValueError as error:
+    except USER_ERRORS as error:
         raise click.ClickException(str(error)) from error
     table = ", ".join(f"{split} " + "/".join(f"{n} {name}" for name, n in by_class.items())
                       for split, by_class in result.counts.items())

@@ -86,6 +86,10 @@ class PrepareError(ValueError):
     """prepare cannot go on (bad options, or unreadable files under --strict)."""
 
 
+# Errors caused by the input or options: the CLI and `augstudy run` show their message, no traceback.
+USER_ERRORS = (PrepareError, SourceError, PreparedDataError, MissingDependencyError, OutputError, OptionError)
+
+
 @dataclass(frozen=True)
 class PrepareOptions:
     """Options of `augstudy prepare`.
@@ -259,8 +263,7 @@ def prepare_command(source: str, out: Path, resolution: int, fit: str, channels:
             class_map=parse_class_map(class_map), val_frac=val_frac, test_frac=test_frac, seed=seed,
             phash_threshold=phash_threshold, strict=strict)
         result = prepare(options)
-    except (PrepareError, SourceError, PreparedDataError, MissingDependencyError, OutputError,
-            OptionError) as error:
+    except USER_ERRORS as error:
         raise click.ClickException(str(error)) from error
     click.echo(format_summary(result))
 

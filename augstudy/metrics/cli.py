@@ -21,6 +21,9 @@ from augstudy.metrics.inception import InceptionUnavailableError
 from augstudy.metrics.swd import NORMALIZATIONS
 from augstudy.options import RangedNumber
 
+# Errors caused by the inputs or options: the CLI and `augstudy run` show their message, no traceback.
+USER_ERRORS = (InceptionUnavailableError, FileNotFoundError, ValueError)
+
 
 @click.command("gan-metrics")
 @click.option(
@@ -115,7 +118,7 @@ def gan_metrics_command(**kwargs: Any) -> None:
     )
     try:
         report = gan_metrics(options)
-    except (InceptionUnavailableError, FileNotFoundError, ValueError) as error:
+    except USER_ERRORS as error:
         raise click.ClickException(str(error)) from error
     _print_summary(report, output_path(options))
 
