@@ -58,6 +58,7 @@ from augstudy.classify.train import (
     predict_proba,
     reset_model,
 )
+from augstudy.data.decode import image_kinds, kinds_warning
 from augstudy.options import OptionError, RangedNumber, check_ranges, options_to_dict, ranged, write_options
 from augstudy.outputs import OutputError, check_output
 from stylegan2ada.io import atomic_write_json, sha256_file
@@ -371,6 +372,10 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
     pool = read_pool(options.pool) if options.pool is not None else {}
     if pool:
         check_pool(pool, data.real_counts(), options.ratios, pool_name=f"pool {options.pool}")
+        warning = kinds_warning(f"pool {options.pool}", image_kinds(ref.path for refs in pool.values() for ref in refs),
+                                prepared_geometry(data.root).working_size)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
     sweep = Sweep(options, data, pool)
     out = Path(options.out)
     fingerprint = sweep.fingerprint()
