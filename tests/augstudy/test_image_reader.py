@@ -122,7 +122,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_real_image_copied_into_a_pool_reaches_the_backbone_unchanged(prepared: Path, tmp_path: Path) -> None:
     """Issue 12 item 3: real and synthetic images share one path, so the copy gives the same array
     bit for bit, also when the pool stores it as RGB or 16-bit (as a 3-channel GAN or a tool would)."""
-    real = sorted((prepared / "images" / "train").rglob("*.png"))[0]
+    real = min((prepared / "images" / "train").rglob("*.png"))
     pool = tmp_path / "pool" / "normal"
     pool.mkdir(parents=True)
     shutil.copyfile(real, pool / "copy.png")
@@ -141,7 +141,8 @@ def test_a_real_image_copied_into_a_pool_reaches_the_backbone_unchanged(prepared
 def test_a_pool_stored_at_another_size_takes_the_path_prepare_gave_the_real_images(prepared: Path) -> None:
     """Pools may be stored at any size and shape: read as a pool image, a source file gives bit for bit
     the array its prepared (resized by `augstudy prepare`) version gives as a real image."""
-    rows = list(csv.DictReader(open(prepared / "manifest.csv", encoding="utf-8")))
+    with open(prepared / "manifest.csv", encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
     row = next(row for row in rows if row["image"] and row["split"] == "train")
     source = Path(json.loads((prepared / "report.json").read_text())["source_dir"]) / row["source_path"]
     with Image.open(source) as opened:
