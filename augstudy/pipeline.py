@@ -75,6 +75,8 @@ def load_config(path: str | os.PathLike[str], out: str | os.PathLike[str] | None
         source = str(study["source"])
         if source != "phantom" and not source.startswith("kaggle:"):
             source = str(_resolve(base, source))
+    if source != "phantom" and not source.startswith("kaggle:") and not Path(source).is_dir():
+        raise ConfigError(f"{path}: [study] source = {source!r} is not a folder (nor phantom or kaggle:OWNER/SLUG)")
     sections = {name: dict(raw.get(name, {})) for name in STEPS[:-1]}
     if source != "phantom" and raw.get("phantom"):
         raise ConfigError(f"{path}: [phantom] is given but the source is {source!r}, not 'phantom'")

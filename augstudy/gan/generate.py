@@ -408,16 +408,16 @@ def generate_pool(options: GenerateOptions) -> dict[str, int]:
 
     _check(options)
     seeds = options.resolved_seeds()
+    try:
+        check_output(options.out, [("--network", network) for network in options.networks])
+    except OutputError as error:
+        raise click.UsageError(str(error)) from error
     device = _device(options.device)
     try:
         metas = [snapshot_meta(snapshot) for snapshot in options.networks]
     except SnapshotError as error:  # names the file and why it is not a snapshot
         raise click.ClickException(str(error)) from error
     jobs = plan_classes(options, metas, [int(meta["G_init_kwargs"]["c_dim"]) for meta in metas])
-    try:
-        check_output(options.out, [("--network", network) for network in options.networks])
-    except OutputError as error:
-        raise click.UsageError(str(error)) from error
 
     pool = Path(options.out)
     remove_stale_temporaries(pool, [job.class_name for job in jobs])
