@@ -84,11 +84,11 @@ CASES = [
 ]
 
 
-def invoke(line: str, world: dict[str, Path]):  # noqa: ANN201 - click's Result
+def invoke(line: str, world: dict[str, Path]):
     return CliRunner().invoke(main, [part.format(**world) for part in line.split()])
 
 
-def assert_clean_failure(result, expected: str) -> None:  # noqa: ANN001
+def assert_clean_failure(result, expected: str) -> None:
     assert result.exit_code != 0, result.output
     assert expected in result.output, result.output
     assert "Traceback" not in result.output
