@@ -32,7 +32,15 @@ from augstudy.metrics.defaults import (
     SWD_NORMALIZATION,
 )
 from augstudy.metrics.features import FeatureExtractor, features_of_images, features_of_pixels, open_extractor
-from augstudy.metrics.images import UNCLASSED, ImageRef, ImageSource, iter_loaded, open_source, stack_nchw
+from augstudy.metrics.images import (
+    UNCLASSED,
+    ImageRef,
+    ImageSource,
+    fake_kinds_warning,
+    iter_loaded,
+    open_source,
+    stack_nchw,
+)
 from augstudy.metrics.inception import InceptionUnavailableError
 from augstudy.metrics.kid_fid import frechet_inception_distance, kernel_inception_distance
 from augstudy.metrics.memorisation import MemorisationOptions, memorisation_check, pixel_vectors
@@ -150,7 +158,7 @@ def gan_metrics(options: GanMetricsOptions) -> dict[str, Any]:
     check_output(out, [("--real", options.real), *fake_file], is_file=True)
     real, fake = open_source(options.real), open_source(options.fake)
     pairs, notes = pair_classes(real, fake)
-    warnings: list[str] = []
+    warnings: list[str] = [warning for warning in [fake_kinds_warning(real, fake)] if warning]
     metrics = options.metrics or METRICS
     extractor = _extractor_for(options, metrics, notes)
     if extractor is None:

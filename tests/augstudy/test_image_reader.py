@@ -29,7 +29,7 @@ from augstudy.data.decode import image_kinds, kinds_warning
 from augstudy.data.phantom import PhantomOptions, render_slice, write_phantom
 from augstudy.data.prepare import PrepareOptions, prepare
 from augstudy.metrics.images import ImageRef as MetricsRef
-from augstudy.metrics.images import decode_pixels
+from augstudy.metrics.images import decode_pixels, fake_kinds_warning, open_source
 from augstudy.publish.build import PlannedImage, _write_image
 from augstudy.publish.pool import PoolImage
 from stylegan2ada.io import sha256_file
@@ -171,3 +171,16 @@ def test_a_pool_mixing_sizes_and_modes_is_reported_with_counts(tmp_path: Path) -
     same = image_kinds(sorted(tmp_path.glob("*.png"))[:3])
     assert kinds_warning("pool P", same, expected_side=32) is None
     assert "the real images are 64x64" in str(kinds_warning("pool P", same, expected_side=64))
+
+
+def test_gan_metrics_reports_a_fake_set_off_the_real_size_with_counts(tmp_path: Path) -> None:
+    for index in range(3):
+        (tmp_path / "real").mkdir(exist_ok=True)
+        Image.new("L", (32, 32), index).save(tmp_path / "real" / f"{index}.png")
+    (tmp_path / "fake" / "normal").mkdir(parents=True)
+    for index, (side, mode) in enumerate([(32, "L"), (32, "L"), (24, "RGB")]):
+        Image.new(mode, (side, side)).save(tmp_path / "fake" / "normal" / f"{index}.png")
+    warning = fake_kinds_warning(open_source(tmp_path / "real"), open_source(tmp_path / "fake"))
+    assert warning is not None and "2 at 32x32 L, 1 at 24x24 RGB" in warning
+    (tmp_path / "fake" / "normal" / "2.png").unlink()
+    assert fake_kinds_warning(open_source(tmp_path / "real"), open_source(tmp_path / "fake")) is None
