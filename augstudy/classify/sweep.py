@@ -372,8 +372,8 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
     pool = read_pool(options.pool) if options.pool is not None else {}
     if pool:
         check_pool(pool, data.real_counts(), options.ratios, pool_name=f"pool {options.pool}")
-        warning = kinds_warning(f"pool {options.pool}", image_kinds(ref.path for refs in pool.values() for ref in refs),
-                                prepared_geometry(data.root).working_size)
+        kinds = image_kinds(ref.path for refs in pool.values() for ref in refs)
+        warning = kinds_warning(f"pool {options.pool}", kinds, prepared_geometry(data.root).working_size)
         if warning:
             print(f"warning: {warning}", file=sys.stderr)
     sweep = Sweep(options, data, pool)
@@ -410,20 +410,27 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="RESULTS folder.")
 @click.option("--ratios", default="0,25,50,75,100", show_default=True,
               help="Synthetic images to add, in % of each class's real train count.")
-@click.option("--seeds", type=RangedNumber(SweepOptions, "seeds"), default=5, show_default=True, help="Number of seeds (0..N-1) per ratio.")
+@click.option("--seeds", type=RangedNumber(SweepOptions, "seeds"),
+              default=5, show_default=True, help="Number of seeds (0..N-1) per ratio.")
 @click.option("--split", type=click.Choice(SPLITS), help="Prepared split to use  [default: prepare's own]")
 @click.option("--backbone", type=click.Choice(list(BACKBONES)), default="resnet50", show_default=True)
 @click.option("--weights", default="imagenet", show_default=True,
               help="imagenet, none (random init: results labelled so) or a local weights file.")
 @click.option("--head", type=click.Choice(list(HEADS)), default="compact", show_default=True)
-@click.option("--input-size", type=RangedNumber(SweepOptions, "input_size"), help="Backbone input size in px  [default: the backbone's]")
-@click.option("--epochs", type=RangedNumber(SweepOptions, "epochs"), help="Maximum epochs  [default: the head's]")
-@click.option("--batch-size", type=RangedNumber(SweepOptions, "batch_size"), help="Training batch size  [default: the head's]")
-@click.option("--learning-rate", type=RangedNumber(SweepOptions, "learning_rate"), help="Adam learning rate  [default: the head's]")
-@click.option("--patience", type=RangedNumber(SweepOptions, "patience"), help="Early-stopping patience on validation loss  [default: the head's]")
+@click.option("--input-size", type=RangedNumber(SweepOptions, "input_size"),
+              help="Backbone input size in px  [default: the backbone's]")
+@click.option("--epochs", type=RangedNumber(SweepOptions, "epochs"),
+              help="Maximum epochs  [default: the head's]")
+@click.option("--batch-size", type=RangedNumber(SweepOptions, "batch_size"),
+              help="Training batch size  [default: the head's]")
+@click.option("--learning-rate", type=RangedNumber(SweepOptions, "learning_rate"),
+              help="Adam learning rate  [default: the head's]")
+@click.option("--patience", type=RangedNumber(SweepOptions, "patience"),
+              help="Early-stopping patience on validation loss  [default: the head's]")
 @click.option("--aug-views", type=RangedNumber(SweepOptions, "aug_views"), default=0, show_default=True,
               help="Precomputed random flip/zoom/shear views per training image (each cached).")
-@click.option("--aug-seed", type=RangedNumber(SweepOptions, "aug_seed"), default=0, show_default=True, help="Seed of the augmented views.")
+@click.option("--aug-seed", type=RangedNumber(SweepOptions, "aug_seed"),
+              default=0, show_default=True, help="Seed of the augmented views.")
 @click.option("--finetune", is_flag=True, help="Unfreeze the backbone's last block (bypasses the cache).")
 @click.option("--feature-cache/--no-feature-cache", default=True, show_default=True,
               help="--no-feature-cache re-runs the frozen backbone every step (for benchmarks).")
@@ -431,7 +438,8 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
               help="Keras backend  [default: $KERAS_BACKEND, else tensorflow]")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Feature cache folder  [default: $AUGSTUDY_CACHE_DIR or ~/.cache/augstudy, /classifier-features]")
-@click.option("--feature-batch-size", type=RangedNumber(SweepOptions, "feature_batch_size"), default=32, show_default=True, help="Images per backbone pass.")
+@click.option("--feature-batch-size", type=RangedNumber(SweepOptions, "feature_batch_size"),
+              default=32, show_default=True, help="Images per backbone pass.")
 @click.option("--paired-test", type=click.Choice(list(PAIRED_TESTS)), default="t", show_default=True,
               help="Seed-paired test of each ratio against 0%: paired t-test or Wilcoxon signed-rank.")
 @click.option("--positive-class", help="Class whose sensitivity/F1/AUC are reported  [default: 2nd sorted]")

@@ -264,7 +264,8 @@ def _comparable(options: PhantomOptions) -> dict[str, object]:
 
 @click.command("phantom")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to write.")
-@click.option("--per-class", type=RangedNumber(PhantomOptions, "per_class"), default=80, show_default=True, help="Images per class, all splits.")
+@click.option("--per-class", type=RangedNumber(PhantomOptions, "per_class"),
+              default=80, show_default=True, help="Images per class, all splits.")
 @click.option("--seed", type=RangedNumber(PhantomOptions, "seed"), default=0, show_default=True)
 @click.option("--classes", default="normal,squamous", show_default=True,
               help=f"Comma-separated, from: {', '.join(CLASS_FOLDERS)}.")

@@ -236,7 +236,8 @@ def format_summary(result: PrepareResult) -> str:
 @click.argument("source")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Prepared folder to write.")
-@click.option("--resolution", type=RangedNumber(PrepareOptions, "resolution"), default=256, show_default=True, help="Square side; a power of two.")
+@click.option("--resolution", type=RangedNumber(PrepareOptions, "resolution"),
+              default=256, show_default=True, help="Square side; a power of two.")
 @click.option("--fit", type=click.Choice(FITS), default="pad", show_default=True,
               help="How a non-square image becomes square before resampling.")
 @click.option("--channels", type=click.Choice(["1", "3"]), default="1", show_default=True,
@@ -246,10 +247,14 @@ def format_summary(result: PrepareResult) -> str:
 @click.option("--classes", default="", help="Comma-separated classes to keep, e.g. normal,squamous. [default: all]")
 @click.option("--class-map", multiple=True, metavar="FOLDER=CLASS",
               help="Map class folders (globs) to a class; 'FOLDER=' ignores one. Repeatable.")
-@click.option("--val-frac", type=RangedNumber(PrepareOptions, "val_frac"), default=None, help="Folder of class folders only. [default: 0.1]")
-@click.option("--test-frac", type=RangedNumber(PrepareOptions, "test_frac"), default=None, help="Folder of class folders only. [default: 0.2]")
-@click.option("--seed", type=RangedNumber(PrepareOptions, "seed"), default=0, show_default=True, help="Seed of that split.")
-@click.option("--phash-threshold", type=RangedNumber(PrepareOptions, "phash_threshold"), default=PHASH_THRESHOLD, show_default=True,
+@click.option("--val-frac", type=RangedNumber(PrepareOptions, "val_frac"),
+              default=None, help="Folder of class folders only. [default: 0.1]")
+@click.option("--test-frac", type=RangedNumber(PrepareOptions, "test_frac"),
+              default=None, help="Folder of class folders only. [default: 0.2]")
+@click.option("--seed", type=RangedNumber(PrepareOptions, "seed"),
+              default=0, show_default=True, help="Seed of that split.")
+@click.option("--phash-threshold", type=RangedNumber(PrepareOptions, "phash_threshold"),
+              default=PHASH_THRESHOLD, show_default=True,
               help=f"Near-duplicate threshold in bits of the {PHASH_BITS}-bit perceptual hash.")
 @click.option("--strict", is_flag=True, help="Fail on any unreadable file instead of skipping it.")
 def prepare_command(source: str, out: Path, resolution: int, fit: str, channels: str, split: str, classes: str,

@@ -83,8 +83,6 @@ class GenerateOptions:
         if (self.per_class is None) == (not self.seeds):
             raise click.UsageError("Give exactly one of --per-class N and --seeds (e.g. 0-999).")
         if self.per_class is not None:
-            if self.per_class < 1:
-                raise click.UsageError(f"--per-class {self.per_class}: must be at least 1.")
             return tuple(range(self.per_class))
         return self.seeds
 
@@ -377,10 +375,6 @@ def _check(options: GenerateOptions) -> None:
     for snapshot in options.networks:
         if not Path(snapshot).is_file():
             raise click.UsageError(f"--network {snapshot}: no such snapshot file.")
-    if options.batch < 1:
-        raise click.UsageError(f"--batch {options.batch}: must be at least 1.")
-    if options.size is not None and options.size < 1:
-        raise click.UsageError(f"--size {options.size}: must be a positive number of pixels.")
     if options.noise_mode not in NOISE_MODES:
         raise click.UsageError(f"--noise-mode {options.noise_mode}: choose from {', '.join(NOISE_MODES)}.")
 
@@ -501,9 +495,11 @@ def _seeds_option(ctx: click.Context, param: click.Parameter, value: str | None)
     help="Snapshot (.pt); repeat for one unconditional snapshot per class.",
 )
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Pool folder.")
-@click.option("--per-class", type=RangedNumber(GenerateOptions, "per_class"), help="Images per class (seeds 0..N-1).")
+@click.option("--per-class", type=RangedNumber(GenerateOptions, "per_class"),
+              help="Images per class (seeds 0..N-1).")
 @click.option("--seeds", callback=_seeds_option, help="Seeds, e.g. 0-999 or 0,5,10-19.")
-@click.option("--trunc", "truncation", type=RangedNumber(GenerateOptions, "truncation"), default=1.0, show_default=True, help="Truncation psi.")
+@click.option("--trunc", "truncation", type=RangedNumber(GenerateOptions, "truncation"),
+              default=1.0, show_default=True, help="Truncation psi.")
 @click.option(
     "--noise-mode",
     type=click.Choice(NOISE_MODES),
@@ -511,8 +507,10 @@ def _seeds_option(ctx: click.Context, param: click.Parameter, value: str | None)
     show_default=True,
     help="Per-pixel noise.",
 )
-@click.option("--batch", type=RangedNumber(GenerateOptions, "batch"), default=16, show_default=True, help="Images per forward pass.")
-@click.option("--size", type=RangedNumber(GenerateOptions, "size"), help="Output side in px (Lanczos), e.g. 224 [default: network resolution].")
+@click.option("--batch", type=RangedNumber(GenerateOptions, "batch"),
+              default=16, show_default=True, help="Images per forward pass.")
+@click.option("--size", type=RangedNumber(GenerateOptions, "size"),
+              help="Output side in px (Lanczos), e.g. 224 [default: network resolution].")
 @click.option(
     "--class",
     "classes",
@@ -528,7 +526,11 @@ def _seeds_option(ctx: click.Context, param: click.Parameter, value: str | None)
     help="Where to run.",
 )
 @click.option(
-    "--preview-per-class", type=RangedNumber(GenerateOptions, "preview_per_class"), default=8, show_default=True, help="Images per class in preview.png."
+    "--preview-per-class",
+    type=RangedNumber(GenerateOptions, "preview_per_class"),
+    default=8,
+    show_default=True,
+    help="Images per class in preview.png.",
 )
 def generate_command(**kwargs: Any) -> None:
     """Generate a synthetic pool POOL/<class>/seedNNNNN.png (+ manifest.csv, preview.png) from snapshots."""

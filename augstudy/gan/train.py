@@ -385,21 +385,27 @@ def _train_pending(options: TrainGanOptions, pending: list[tuple[GanRun, Any, fl
 @click.option("--classes", multiple=True, callback=comma_list, help="Classes to train (default: all).")
 @click.option("--conditional", is_flag=True, help="One class-conditional network on all classes.")
 @click.option("--cfg", type=click.Choice(CONFIG_NAMES), help="Base configuration [default: auto].")
-@click.option("--kimg", type=RangedNumber(TrainGanOptions, "kimg"), help="Training length in thousands of real images shown to D.")
-@click.option("--batch", type=RangedNumber(TrainGanOptions, "batch"), help="Minibatch size (overrides the config).")
-@click.option("--gamma", type=RangedNumber(TrainGanOptions, "gamma"), help="R1 regularisation weight (overrides the config).")
+@click.option("--kimg", type=RangedNumber(TrainGanOptions, "kimg"),
+              help="Training length in thousands of real images shown to D.")
+@click.option("--batch", type=RangedNumber(TrainGanOptions, "batch"),
+              help="Minibatch size (overrides the config).")
+@click.option("--gamma", type=RangedNumber(TrainGanOptions, "gamma"),
+              help="R1 regularisation weight (overrides the config).")
 @click.option("--aug", type=click.Choice(["ada", "fixed", "noaug"]), help="Augmentation mode [default: ada].")
 @click.option("--p", type=RangedNumber(TrainGanOptions, "p"), help="Augment probability for --aug fixed.")
-@click.option("--target", type=RangedNumber(TrainGanOptions, "target"), help="ADA target value of E[sign(D(real))].")
+@click.option("--target", type=RangedNumber(TrainGanOptions, "target"),
+              help="ADA target value of E[sign(D(real))].")
 @click.option(
     "--augpipe",
     help="Augmentation pipeline: blit, geom, color, filter, noise, cutout, bg, bgc, bgcf, "
     "bgcfn, bgcfnc [default: bgc].",
 )
-@click.option("--ada-kimg", type=RangedNumber(TrainGanOptions, "ada_kimg"), help="ADA adjustment speed (kimg for p to go 0 -> 1).")
+@click.option("--ada-kimg", type=RangedNumber(TrainGanOptions, "ada_kimg"),
+              help="ADA adjustment speed (kimg for p to go 0 -> 1).")
 @click.option("--mirror/--no-mirror", default=None, help="Add x-flipped copies of the training images.")
 @click.option("--snap", type=RangedNumber(TrainGanOptions, "snap"), help="kimg between snapshots.")
-@click.option("--tick", "tick_kimg", type=RangedNumber(TrainGanOptions, "tick_kimg"), help="kimg between progress lines.")
+@click.option("--tick", "tick_kimg", type=RangedNumber(TrainGanOptions, "tick_kimg"),
+              help="kimg between progress lines.")
 @click.option("--seed", type=RangedNumber(TrainGanOptions, "seed"), help="Random seed.")
 @click.option(
     "--resume/--no-resume",
@@ -412,17 +418,25 @@ def _train_pending(options: TrainGanOptions, pending: list[tuple[GanRun, Any, fl
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="Snapshot to start new runs from (transfer learning).",
 )
-@click.option("--freezed", type=RangedNumber(TrainGanOptions, "freezed"), help="Freeze the first N layers of D (transfer learning).")
+@click.option("--freezed", type=RangedNumber(TrainGanOptions, "freezed"),
+              help="Freeze the first N layers of D (transfer learning).")
 @click.option("--fp32/--fp16", default=None, help="Disable mixed precision (always FP32 on CPU).")
-@click.option("--gpus", type=RangedNumber(TrainGanOptions, "gpus"), default=1, show_default=True, help="Number of GPUs.")
-@click.option("--workers", type=RangedNumber(TrainGanOptions, "workers"), help="Data loader worker processes.")
-@click.option("--threads", type=RangedNumber(TrainGanOptions, "threads"), help="Torch CPU threads while training [default: torch's].")
-@click.option("--cbase", "channel_base", type=RangedNumber(TrainGanOptions, "channel_base"), help="Override channel_base (network width).")
-@click.option("--cmax", "channel_max", type=RangedNumber(TrainGanOptions, "channel_max"), help="Override channel_max (maximum channels per layer).")
-@click.option("--map", "mapping_layers", type=RangedNumber(TrainGanOptions, "mapping_layers"), help="Override the number of mapping layers.")
+@click.option("--gpus", type=RangedNumber(TrainGanOptions, "gpus"),
+              default=1, show_default=True, help="Number of GPUs.")
+@click.option("--workers", type=RangedNumber(TrainGanOptions, "workers"),
+              help="Data loader worker processes.")
+@click.option("--threads", type=RangedNumber(TrainGanOptions, "threads"),
+              help="Torch CPU threads while training [default: torch's].")
+@click.option("--cbase", "channel_base", type=RangedNumber(TrainGanOptions, "channel_base"),
+              help="Override channel_base (network width).")
+@click.option("--cmax", "channel_max", type=RangedNumber(TrainGanOptions, "channel_max"),
+              help="Override channel_max (maximum channels per layer).")
+@click.option("--map", "mapping_layers", type=RangedNumber(TrainGanOptions, "mapping_layers"),
+              help="Override the number of mapping layers.")
 @click.option("--glr", type=RangedNumber(TrainGanOptions, "glr"), help="Override G's learning rate.")
 @click.option("--dlr", type=RangedNumber(TrainGanOptions, "dlr"), help="Override D's learning rate.")
-@click.option("--mbstd-group", type=RangedNumber(TrainGanOptions, "mbstd_group"), help="Override the minibatch-stddev group size.")
+@click.option("--mbstd-group", type=RangedNumber(TrainGanOptions, "mbstd_group"),
+              help="Override the minibatch-stddev group size.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where to train [default: auto].")
 @click.option("--ops", type=click.Choice(["auto", "ref", "cuda"]),
               help="Custom ops: CUDA kernels when they build (auto), reference PyTorch (ref), or kernels or fail "
@@ -433,7 +447,8 @@ def _train_pending(options: TrainGanOptions, pending: list[tuple[GanRun, Any, fl
     callback=comma_list,
     help="Metrics at every snapshot, into stats.jsonl: swd (no download), kid, fid.",
 )
-@click.option("--metrics-images", type=RangedNumber(TrainGanOptions, "metrics_images"), help="Generated images per snapshot metric.")
+@click.option("--metrics-images", type=RangedNumber(TrainGanOptions, "metrics_images"),
+              help="Generated images per snapshot metric.")
 @click.option(
     "--inception",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),

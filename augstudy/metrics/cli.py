@@ -59,8 +59,10 @@ USER_ERRORS = (InceptionUnavailableError, FileNotFoundError, ValueError)
     default=None,
     help="Report JSON [default: FAKE/metrics.json].",
 )
-@click.option("--seed", type=RangedNumber(GanMetricsOptions, "seed"), default=SEED, show_default=True, help="Seed of KID subsets and SWD.")
-@click.option("--batch", "batch_size", type=RangedNumber(GanMetricsOptions, "batch_size"), default=BATCH_SIZE, show_default=True)
+@click.option("--seed", type=RangedNumber(GanMetricsOptions, "seed"),
+              default=SEED, show_default=True, help="Seed of KID subsets and SWD.")
+@click.option("--batch", "batch_size", type=RangedNumber(GanMetricsOptions, "batch_size"),
+              default=BATCH_SIZE, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @click.option(
     "--download/--no-download",
@@ -74,7 +76,8 @@ USER_ERRORS = (InceptionUnavailableError, FileNotFoundError, ValueError)
     show_default=True,
     help="Cache Inception features per image hash in the user cache.",
 )
-@click.option("--kid-subsets", type=RangedNumber(GanMetricsOptions, "kid_num_subsets"), default=KID_NUM_SUBSETS, show_default=True)
+@click.option("--kid-subsets", type=RangedNumber(GanMetricsOptions, "kid_num_subsets"),
+              default=KID_NUM_SUBSETS, show_default=True)
 @click.option(
     "--kid-subset-size",
     type=RangedNumber(GanMetricsOptions, "kid_max_subset_size"),

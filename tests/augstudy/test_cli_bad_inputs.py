@@ -28,6 +28,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (root / "model").mkdir()
     (root / "a-file").write_text("not a folder", encoding="utf-8")
     (root / "not-a-snapshot.pt").write_text("hello", encoding="utf-8")
+    (root / "study.toml").write_text('[study]\nname = "t"\nsource = "phantom"\n', encoding="utf-8")
     return {"root": root, "phantom": phantom, "prepared": prepared, "pool": root / "pool",
             "images": pool, "model": root / "model", "file": root / "a-file",
             "not_snapshot": root / "not-a-snapshot.pt", "missing": root / "missing"}
@@ -54,6 +55,7 @@ CASES = [
     ("generate --trunc 2 --network {not_snapshot} --out {root}/o4 --per-class 1", "2.0: must be a number in [0, 1]"),
     ("generate --per-class 0 --network {not_snapshot} --out {root}/o4", "0: must be an integer >= 1"),
     ("generate --network {missing} --out {root}/o4 --per-class 1", "missing"),
+    ("generate --network {not_snapshot} --out {file}/sub --per-class 1", "a-file exists and is not a folder"),
     ("generate --network {not_snapshot} --out {root}/o4 --per-class 1", "not-a-snapshot.pt"),
     ("gan-metrics --real {missing} --fake {pool}", "missing"),
     ("gan-metrics --batch 0 --real {prepared} --fake {pool}", "0: must be an integer >= 1"),
@@ -75,11 +77,13 @@ CASES = [
     ("predict --batch-size 0 --model {model} {images}", "0: must be an integer >= 1"),
     ("predict --model {model} {images} --out {images}/p.csv", "inside IMAGE"),
     ("predict --model {model} {missing}", "missing"),
+    ("predict --model {model} {images} --out {file}/p.csv", "a-file exists and is not a folder"),
     ("publish --pool {missing} --out {root}/o6 --owner o --slug s", "missing"),
     ("publish --per-class 0 --pool {pool} --out {root}/o6 --owner o --slug s", "--per-class"),
     ("publish --pool {pool} --out {pool}/release --owner o --slug s", "inside --pool"),
     ("publish --pool {pool} --out {file}/sub --owner o --slug s", "a-file exists and is not a folder"),
     ("run {missing}.toml", "missing.toml"),
+    ("run {root}/study.toml --out {file}/sub", "a-file exists and is not a folder"),
     ("demo --out {file}/sub", "a-file exists and is not a folder"),
 ]
 
