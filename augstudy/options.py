@@ -90,7 +90,7 @@ class Range:
             return f"must be {self.describe()}"
         too_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
         too_high = self.high is not None and (value >= self.high if self.high_open else value > self.high)
-        if too_low or too_high or math.isnan(value):  # NaN is in no range
+        if too_low or too_high or not math.isfinite(value):  # NaN and infinity are in no range
             return f"must be {self.describe()}"
         return None
 

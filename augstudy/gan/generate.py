@@ -222,13 +222,17 @@ def _marked_made(path: Path, marker: str) -> bool:
     """True when `path` is a finished PNG carrying exactly `marker`.
 
     Images are written atomically (temp file, then rename), so a file under its final name is
-    whole; its text chunk says which settings made it.
+    whole; its text chunk says which settings made it. It is still decoded completely, so a file
+    damaged since is made again.
     """
     if not path.is_file():
         return False
     try:
         with Image.open(path) as image:
-            return image.format == "PNG" and image.info.get(MARKER_KEY) == marker
+            if image.format != "PNG" or image.info.get(MARKER_KEY) != marker:
+                return False
+            image.load()
+            return True
     except (OSError, ValueError):
         return False
 

@@ -66,6 +66,8 @@ CASES = [
     ("sweep --patience 0 --data {prepared} --out {root}/o5", "0: must be an integer >= 1"),
     ("sweep --batch-size 0 --data {prepared} --out {root}/o5", "0: must be an integer >= 1"),
     ("sweep --learning-rate 0 --data {prepared} --out {root}/o5", "0.0: must be a number > 0"),
+    ("sweep --learning-rate inf --data {prepared} --out {root}/o5", "inf: must be a number > 0"),
+    ("sweep --epochs 2.5 --data {prepared} --out {root}/o5", "'2.5': must be an integer >= 1"),
     ("sweep --input-size 0 --data {prepared} --out {root}/o5", "0: must be an integer >= 32"),
     ("sweep --seeds 0 --data {prepared} --out {root}/o5", "0: must be an integer >= 1"),
     ("sweep --ratios 0,-5 --data {prepared} --out {root}/o5", "percentages >= 0"),

@@ -323,3 +323,12 @@ def test_a_finished_file_made_with_other_settings_is_not_trusted(tmp_path: Path,
     (tmp_path / "manifest.csv").unlink()
     counts = generate_pool(GenerateOptions(networks=(snapshots["normal"],), out=tmp_path, per_class=2))
     assert counts == {"generated": 2, "skipped": 0}
+
+
+def test_a_marked_file_cut_short_since_is_made_again(tmp_path: Path, snapshots: dict[str, Path]) -> None:
+    options = GenerateOptions(networks=(snapshots["normal"],), out=tmp_path, per_class=2)
+    generate_pool(options)
+    (tmp_path / "manifest.csv").unlink()
+    damaged = tmp_path / "normal/seed00001.png"
+    damaged.write_bytes(damaged.read_bytes()[:-40])  # the marker chunk survives, the pixels do not
+    assert generate_pool(options) == {"generated": 1, "skipped": 1}
