@@ -169,6 +169,8 @@ def _step_options(config: StudyConfig, step: str, **wired: Any) -> Any:
             value = _resolve(config.path.parent, value)
             if key in _INPUT_PATH_KEYS and not value.exists():
                 raise ConfigError(f"{config.path}: [{step}] {key} = {section[key]!r}: {value} does not exist")
+            if key == "weights":  # a word or a path, kept as text like the --weights flag
+                value = str(value)
         values[key] = value
     values.update(wired)
     missing = [name for name, item in fields.items() if name not in values

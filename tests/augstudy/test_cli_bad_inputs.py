@@ -173,3 +173,13 @@ def test_run_refuses_a_study_folder_around_its_source(tmp_path: Path) -> None:
     source.mkdir(parents=True)
     result = CliRunner().invoke(main, ["run", str(write_config(tmp_path, "", '"out/data"'))])
     assert_clean_failure(result, "is inside --out")
+
+
+def test_run_resolves_a_weights_file_next_to_the_config(tmp_path: Path) -> None:
+    (tmp_path / "resnet.weights.h5").write_bytes(b"weights")
+    config = write_config(tmp_path, '[sweep]\nweights = "resnet.weights.h5"\n')
+    result = CliRunner().invoke(main, ["run", str(config), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert str(tmp_path / "resnet.weights.h5") in result.output
+    missing = write_config(tmp_path / "b", '[sweep]\nweights = "gone.h5"\n')
+    assert_clean_failure(CliRunner().invoke(main, ["run", str(missing), "--dry-run"]), "gone.h5")
