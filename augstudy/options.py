@@ -200,7 +200,8 @@ def _type_words(expected: Any) -> str:
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_type_words(arg) for arg in args if arg is not type(None))
     if origin is tuple:
-        return f"a list of {_type_words(args[0])}" if args else "a list"
+        plurals = {bool: "true/false values", int: "integers", float: "numbers", str: "strings", Path: "paths"}
+        return f"a list of {plurals.get(args[0], 'values')}" if args else "a list"
     if origin is dict:
         return "a table"
     names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", Path: "a path"}

@@ -132,6 +132,9 @@ CONFIG_CASES = [
     ('[train_gan]\nbatch = 0\n', "[train_gan] batch = 0: must be an integer >= 1"),
     ('[generate]\ntruncation = 3\n', "[generate] truncation = 3: must be a number in [0, 1]"),
     ('[sweep]\nsplits = "dedup"\n', "[sweep] splits = 'dedup'"),
+    ('[metrics]\nmetrics = "swd"\n', "[metrics] metrics = 'swd': expected a list of strings, got str"),
+    ('[sweep]\nratios = [0, "50"]\n', "[sweep] ratios = [0, '50']: expected a list of numbers, got list"),
+    ('[prepare]\nclass_map = "a=b"\n', "[prepare] class_map = 'a=b': expected a table, got str"),
     ('[metrics]\nenabled = 1\n', "[metrics] enabled = 1: expected true or false"),
     ('[sweep]\nepoch = 3\n', "unknown key(s) ['epoch'] in [sweep]"),
 ]
