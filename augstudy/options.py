@@ -2,14 +2,25 @@
 
 The resolved options are written as JSON beside each output so any result can be traced to the
 command that made it (the NVlabs `training_options.json` habit).
+
+Every numeric option declares its range once, as field metadata (`ranged`). The dataclass checks
+it when built (`check_ranges` in `__post_init__`), the click option enforces it through
+`RangedNumber`, and `augstudy run` reports it for a config key: all three say the same rule in
+the same words ("--epochs 0: must be an integer >= 1"). A range never lets 0 stand for "the
+default": 0 is either a real value of the option or out of its range.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import types
+import typing
 from pathlib import Path
 from typing import Any
+
+import click
 
 from stylegan2ada.io import atomic_write_json
 
@@ -32,3 +43,166 @@ def write_options(path: str | os.PathLike[str], options: Any) -> Path:
     """Write the resolved options of a command as JSON, atomically."""
     atomic_write_json(path, options_to_dict(options))
     return Path(path)
+
+
+class OptionError(ValueError):
+    """An option outside its documented range; the message names the CLI flag, `in_config` the key."""
+
+    def __init__(self, flag: str, name: str, value: Any, problem: str) -> None:
+        super().__init__(f"{flag} {value!r}: {problem}")
+        self.name, self.value, self.problem = name, value, problem
+
+    def in_config(self) -> str:
+        """The same rule for a config key: "epochs = 0: must be an integer >= 1"."""
+        return f"{self.name} = {self.value!r}: {self.problem}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The values a numeric option accepts: [low, high], either end open or absent."""
+
+    low: float | None = None
+    high: float | None = None
+    integer: bool = False
+    low_open: bool = False
+    high_open: bool = False
+    flag: str | None = None  # the CLI flag when it is not --<field-name>
+
+    def describe(self) -> str:
+        """The rule in words, e.g. "an integer >= 1" or "a number in (0, 1]"."""
+        kind = "an integer" if self.integer else "a number"
+        if self.low is not None and self.high is not None:
+            left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+            return f"{kind} in {left}{self.low:g}, {self.high:g}{right}"
+        if self.low is not None:
+            return f"{kind} {'>' if self.low_open else '>='} {self.low:g}"
+        if self.high is not None:
+            return f"{kind} {'<' if self.high_open else '<='} {self.high:g}"
+        return kind
+
+    def problem(self, value: Any) -> str | None:
+        """None when `value` is allowed (None always is: it means "not given"), else the rule."""
+        if value is None:
+            return None
+        wrong_type = isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            self.integer and not isinstance(value, int))
+        if wrong_type:
+            return f"must be {self.describe()}"
+        too_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
+        too_high = self.high is not None and (value >= self.high if self.high_open else value > self.high)
+        if too_low or too_high or not math.isfinite(value):  # NaN and infinity are in no range
+            return f"must be {self.describe()}"
+        return None
+
+
+def ranged(default: Any = None, *, low: float | None = None, high: float | None = None, integer: bool = False,
+           low_open: bool = False, high_open: bool = False, flag: str | None = None) -> Any:
+    """A dataclass field with a documented range (see `Range`)."""
+    rule = Range(low, high, integer, low_open, high_open, flag)
+    return dataclasses.field(default=default, metadata={"range": rule})
+
+
+def option_range(cls: type, name: str) -> Range:
+    """The range declared on field `name` of the options class `cls`."""
+    return {item.name: item for item in dataclasses.fields(cls)}[name].metadata["range"]
+
+
+def flag_of(item: dataclasses.Field) -> str:  # type: ignore[type-arg]
+    rule = item.metadata.get("range")
+    return (rule.flag if rule is not None and rule.flag else None) or "--" + item.name.replace("_", "-")
+
+
+def check_ranges(options: Any) -> None:
+    """Raise OptionError for the first field outside its declared range, naming its CLI flag."""
+    for item in dataclasses.fields(options):
+        rule = item.metadata.get("range")
+        if rule is None:
+            continue
+        value = getattr(options, item.name)
+        problem = rule.problem(value)
+        if problem:
+            raise OptionError(flag_of(item), item.name, value, problem)
+
+
+class RangedNumber(click.ParamType):
+    """A click type for a field declared with `ranged`: same rule, same words as the dataclass check."""
+
+    def __init__(self, cls: type, name: str) -> None:
+        self.rule = option_range(cls, name)
+        self.name = "integer" if self.rule.integer else "float"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return f"{'INTEGER' if self.rule.integer else 'FLOAT'} ({self.rule.describe().split(' ', 2)[-1]})"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = value
+        else:
+            try:
+                number = int(value) if self.rule.integer else float(value)
+            except ValueError:
+                self.fail(f"{value!r}: must be {self.rule.describe()}", param, ctx)
+        problem = self.rule.problem(number)
+        if problem:
+            self.fail(f"{number!r}: {problem}", param, ctx)
+        return number
+
+
+def check_types(cls: type, values: dict[str, Any]) -> str | None:
+    """The first `key = value` whose value does not fit the field's annotation, in words; else None.
+
+    For config files (TOML), whose values arrive untyped: `seeds = "3"` must fail before any work.
+    Paths may be given as strings; tuples as lists.
+    """
+    hints = typing.get_type_hints(cls)
+    for key, value in values.items():
+        expected = hints.get(key)
+        if expected is not None and not _fits(value, expected):
+            return f"{key} = {value!r}: expected {_type_words(expected)}, got {type(value).__name__}"
+    return None
+
+
+def _fits(value: Any, expected: Any) -> bool:
+    origin, args = typing.get_origin(expected), typing.get_args(expected)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in args)
+    if expected is Any:
+        return True
+    if expected is type(None):
+        return value is None
+    if expected is bool:
+        return isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected is str:
+        return isinstance(value, str)
+    if expected is Path:
+        return isinstance(value, (str, os.PathLike))
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_fits(item, args[0]) for item in value)
+        return not args or (len(value) == len(args) and all(_fits(v, t) for v, t in zip(value, args)))
+    if origin is dict:
+        if not isinstance(value, dict):
+            return False
+        return not args or all(_fits(k, args[0]) and _fits(v, args[1]) for k, v in value.items())
+    if origin is typing.Literal:
+        return value in args
+    return True  # annotations this checker does not know are left to the options class
+
+
+def _type_words(expected: Any) -> str:
+    origin, args = typing.get_origin(expected), typing.get_args(expected)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_words(arg) for arg in args if arg is not type(None))
+    if origin is tuple:
+        plurals = {bool: "true/false values", int: "integers", float: "numbers", str: "strings", Path: "paths"}
+        return f"a list of {plurals.get(args[0], 'values')}" if args else "a list"
+    if origin is dict:
+        return "a table"
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", Path: "a path"}
+    return names.get(expected, getattr(expected, "__name__", str(expected)))

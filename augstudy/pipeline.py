@@ -24,7 +24,8 @@ from typing import Any
 
 import click
 
-from augstudy.options import options_to_dict
+from augstudy.options import OptionError, check_types, options_to_dict
+from augstudy.outputs import OutputError, check_output
 from stylegan2ada.io import atomic_write_json
 
 STEPS = ("phantom", "prepare", "train_gan", "generate", "metrics", "sweep", "report")
@@ -74,16 +75,33 @@ def load_config(path: str | os.PathLike[str], out: str | os.PathLike[str] | None
         source = str(study["source"])
         if source != "phantom" and not source.startswith("kaggle:"):
             source = str(_resolve(base, source))
+    if source != "phantom" and not source.startswith("kaggle:") and not Path(source).is_dir():
+        raise ConfigError(f"{path}: [study] source = {source!r} is not a folder (nor phantom or kaggle:OWNER/SLUG)")
     sections = {name: dict(raw.get(name, {})) for name in STEPS[:-1]}
     if source != "phantom" and raw.get("phantom"):
         raise ConfigError(f"{path}: [phantom] is given but the source is {source!r}, not 'phantom'")
     extra = sorted(set(study) - {"name", "source", "out", "description"})
     if extra:
         raise ConfigError(f"{path}: unknown key(s) {extra} in [study]; keys are name, source, out, description")
+    wrong = [key for key, value in study.items() if not isinstance(value, str)]
+    if wrong:
+        raise ConfigError(f"{path}: [study] {wrong[0]} = {study[wrong[0]]!r}: expected a string")
+    _check_extra_keys(path, sections)
     config = StudyConfig(path, str(study["name"]), source, out_path, str(study.get("description", "")), sections)
     for step in STEPS[:-1]:
         _step_options(config, step)  # fail on a bad key before any work starts
     return config
+
+
+def _check_extra_keys(path: Path, sections: dict[str, dict[str, Any]]) -> None:
+    """The keys a section holds besides its options' fields (`_EXTRA_KEYS`), by type."""
+    splits = sections["sweep"].get("splits")
+    if splits is not None and (not isinstance(splits, list) or not all(isinstance(item, str) for item in splits)):
+        raise ConfigError(f"{path}: [sweep] splits = {splits!r}: expected a list of split names, e.g. "
+                          f'["official", "dedup"]')
+    enabled = sections["metrics"].get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"{path}: [metrics] enabled = {enabled!r}: expected true or false")
 
 
 def _resolve(base: Path, value: str | os.PathLike[str]) -> Path:
@@ -118,6 +136,17 @@ _WIRED = {
 }
 # Keys a section may hold besides its options' fields.
 _EXTRA_KEYS = {"sweep": {"splits"}, "metrics": {"enabled"}}
+# Keys holding paths, relative to the config file; the inputs among them must exist.
+_PATH_KEYS = ("resume_from", "inception", "cache_dir", "weights")
+_INPUT_PATH_KEYS = ("resume_from", "inception", "weights")
+_WEIGHTS_WORDS = ("imagenet", "none", "auto")
+# Where each step's command keeps the tuple of exceptions it reports as user errors (no traceback).
+_USER_ERRORS = {
+    "phantom": ("augstudy.data.phantom", "USER_ERRORS"),
+    "prepare": ("augstudy.data.prepare", "USER_ERRORS"),
+    "metrics": ("augstudy.metrics.cli", "USER_ERRORS"),
+    "sweep": ("augstudy.classify.sweep", "USER_ERRORS"),
+}
 
 
 def _step_options(config: StudyConfig, step: str, **wired: Any) -> Any:
@@ -129,12 +158,19 @@ def _step_options(config: StudyConfig, step: str, **wired: Any) -> Any:
     if bad:
         allowed = sorted(set(fields) - _WIRED[step]) + sorted(_EXTRA_KEYS.get(step, ()))
         raise ConfigError(f"{config.path}: unknown key(s) {bad} in [{step}]; allowed: {', '.join(allowed)}")
+    wrong = check_types(cls, section)
+    if wrong:
+        raise ConfigError(f"{config.path}: [{step}] {wrong}")
     values: dict[str, Any] = {}
     for key, value in section.items():
         if isinstance(value, list):
             value = tuple(value)
-        if key in ("resume_from", "inception", "cache_dir") and isinstance(value, str):
+        if key in _PATH_KEYS and isinstance(value, str) and (key != "weights" or value not in _WEIGHTS_WORDS):
             value = _resolve(config.path.parent, value)
+            if key in _INPUT_PATH_KEYS and not value.exists():
+                raise ConfigError(f"{config.path}: [{step}] {key} = {section[key]!r}: {value} does not exist")
+            if key == "weights":  # a word or a path, kept as text like the --weights flag
+                value = str(value)
         values[key] = value
     values.update(wired)
     missing = [name for name, item in fields.items() if name not in values
@@ -143,6 +179,8 @@ def _step_options(config: StudyConfig, step: str, **wired: Any) -> Any:
         values[name] = Path(".")
     try:
         return cls(**values)
+    except OptionError as error:
+        raise ConfigError(f"{config.path}: [{step}] {error.in_config()}") from error
     except TypeError as error:
         raise ConfigError(f"{config.path}: [{step}] {error}") from error
 
@@ -207,7 +245,7 @@ class Study:
         self.invalidated = self.invalidated or record is not None
         self.log(f"== {step}")
         started = time.perf_counter()
-        result = action()
+        result = _reported(step, action)
         seconds = round(time.perf_counter() - started, 1)
         self.state["steps"][step] = {"fingerprint": fingerprint, "seconds": seconds, "result": result,
                                      "options": options_to_dict(options)}
@@ -215,8 +253,18 @@ class Study:
         self.log(f"   {step} took {seconds:.1f} s")
         return result
 
+    def check_output(self) -> None:
+        """The study folder can be written and does not overlap a local source folder."""
+        local = None if self.config.source == "phantom" or self.config.source.startswith("kaggle:") \
+            else self.config.source
+        try:
+            check_output(self.out, {"source": local})
+        except OutputError as error:
+            raise click.ClickException(str(error)) from error
+
     def run(self) -> Path:
         """Run every step; returns the path of report.md."""
+        self.check_output()
         self.out.mkdir(parents=True, exist_ok=True)
         config = self.config
         if config.source == "phantom":
@@ -264,6 +312,19 @@ class Study:
         if not splits:
             return {None: self.out / "results"}
         return {split: self.out / "results" / split for split in splits}
+
+
+def _reported(step: str, action: Callable[[], Any]) -> Any:
+    """Run a step's action; its command's user errors become the same message, without a traceback."""
+    base = step.split(":")[0]
+    errors: tuple[type[BaseException], ...] = ()
+    if base in _USER_ERRORS:
+        module, name = _USER_ERRORS[base]
+        errors = getattr(importlib.import_module(module), name)
+    try:
+        return action()
+    except errors as error:
+        raise click.ClickException(f"[{step}] {error}") from error
 
 
 def _summarise_metrics(report: dict[str, Any]) -> dict[str, Any]:
@@ -332,6 +393,7 @@ def run_command(config: Path, out: Path | None, source: str | None, dry_run: boo
         except ConfigError as error:
             raise click.ClickException(str(error)) from error
         plan = Study(study)
+        plan.check_output()
         steps = {step: options_to_dict(plan.options(step)) for step in STEPS[:-1]
                  if step != "phantom" or study.source == "phantom"}
         steps["generate"]["networks"] = "the final snapshot of each train_gan run"

@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from augstudy.cache import cache_root
-from augstudy.classify.images import ViewParams, load_view
+from augstudy.classify.images import Geometry, ViewParams, load_view
 from stylegan2ada.io import atomic_open, atomic_write_json
 
 CACHE_FORMAT_VERSION = 1
@@ -58,15 +58,17 @@ class InputPipeline:
     """Image files -> the preprocessed float32 batch a backbone takes; shared by every path."""
 
     def __init__(
-        self, input_size: int, preprocess: Callable[[np.ndarray], np.ndarray], views: ViewParams
+        self, input_size: int, preprocess: Callable[[np.ndarray], np.ndarray], views: ViewParams,
+        geometry: Geometry | None = None,
     ) -> None:
         self.input_size = input_size
         self.preprocess = preprocess
         self.views = views
+        self.geometry = geometry or Geometry()  # None: straight to the input size
 
     def batch(self, refs: Sequence[ImageRef]) -> np.ndarray:
         images = np.stack(
-            [load_view(ref.path, ref.sha256, ref.view, self.input_size, self.views) for ref in refs]
+            [load_view(ref.path, ref.sha256, ref.view, self.input_size, self.views, self.geometry) for ref in refs]
         )
         return np.asarray(self.preprocess(images), dtype=np.float32)
 

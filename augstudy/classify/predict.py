@@ -25,10 +25,11 @@ from augstudy.classify.backbones import (
 )
 from augstudy.classify.backend import KERAS_BACKENDS, KerasBackendError, import_keras
 from augstudy.classify.features import ImageRef, InputPipeline
-from augstudy.classify.images import IMAGE_PIPELINE_ID, ImageReadError, ViewParams
+from augstudy.classify.images import IMAGE_PIPELINE_ID, Geometry, ImageReadError, ViewParams
 from augstudy.classify.saved import ClassifierInfo, load_model, read_info
 from augstudy.classify.train import ArraySource, ImageSource, predict_proba
-from augstudy.options import write_options
+from augstudy.options import OptionError, RangedNumber, check_ranges, ranged, write_options
+from augstudy.outputs import OutputError, check_output
 from stylegan2ada.io import atomic_write_text
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -45,7 +46,10 @@ class PredictOptions:
     out: Path | None = None  # CSV of every prediction; predict_options.json goes beside it
     keras_backend: str | None = None  # default: the one the model was trained with
     weights: str | None = None  # local backbone weights when the recorded file is not here
-    batch_size: int = 32
+    batch_size: int = ranged(32, low=1, integer=True)
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
 
 def list_images(inputs: Sequence[Path]) -> list[Path]:
@@ -110,7 +114,8 @@ class Classifier:
         self.backbone = None
         if self.info.inputs == "features":
             self.backbone = build_backbone(spec, _resolve_weights(self.info, weights), self.info.input_size)
-        self.pipeline = InputPipeline(self.info.input_size, spec.preprocess(), ViewParams())
+        self.pipeline = InputPipeline(self.info.input_size, spec.preprocess(), ViewParams(),
+                                      Geometry(self.info.working_size, self.info.fit))
 
     def predict(self, images: Sequence[Path], batch_size: int = 32) -> pd.DataFrame:
         """One row per image: image, class, probability (of that class), p_<class> for each class."""
@@ -137,6 +142,9 @@ class Classifier:
 
 def run_predict(options: PredictOptions) -> pd.DataFrame:
     images = list_images(options.inputs)
+    if options.out is not None:  # before the model runs: the CSV may not land in an input folder
+        check_output(options.out, [("--model", options.model), *(("IMAGE", path) for path in options.inputs)],
+                     is_file=True)
     classifier = Classifier(options.model, options.keras_backend, options.weights)
     table = classifier.predict(images, options.batch_size)
     if options.out is not None:
@@ -154,12 +162,13 @@ def run_predict(options: PredictOptions) -> pd.DataFrame:
 @click.option("--keras-backend", type=click.Choice(KERAS_BACKENDS),
               help="Keras backend  [default: the one the model was trained with]")
 @click.option("--weights", help="Local backbone weights file, when the one recorded is not on this machine.")
-@click.option("--batch-size", default=32, show_default=True)
+@click.option("--batch-size", type=RangedNumber(PredictOptions, "batch_size"), default=32, show_default=True)
 def predict_command(inputs: tuple[Path, ...], **kwargs: Any) -> None:
     """Print the class and its probability for each IMAGE (or every image in DIR)."""
     try:
         table = run_predict(PredictOptions(inputs=inputs, **kwargs))
-    except (PredictError, ImageReadError, WeightsUnavailableError, KerasBackendError, FileNotFoundError) as error:
+    except (PredictError, ImageReadError, WeightsUnavailableError, KerasBackendError, FileNotFoundError,
+            OptionError, OutputError) as error:
         raise click.ClickException(str(error)) from error
     for image, name, probability in zip(table["image"], table["class"], table["probability"]):
         click.echo(f"{image}\t{name}\t{probability:.4f}")

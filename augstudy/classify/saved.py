@@ -36,6 +36,8 @@ class ClassifierInfo:
     keras_backend: str
     ratio: float
     seed: int
+    working_size: int | None = None  # the prepared size images pass through (augstudy.classify.images)
+    fit: str = "pad"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -47,7 +49,7 @@ class ClassifierInfo:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ClassifierInfo:
-        fields = {name: data[name] for name in cls.__dataclass_fields__}
+        fields = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
         fields["class_names"] = tuple(data["class_names"])
         fields["weights"] = WeightsChoice.from_dict(data["weights"])
         return cls(**fields)

@@ -42,7 +42,7 @@ from augstudy.classify.features import (
     default_cache_dir,
 )
 from augstudy.classify.heads import HEADS, HeadSpec, build_head, compile_classifier, head_spec
-from augstudy.classify.images import IMAGE_PIPELINE_ID, ImageReadError, ViewParams
+from augstudy.classify.images import IMAGE_PIPELINE_ID, ImageReadError, ViewParams, prepared_geometry
 from augstudy.classify.metrics import classification_metrics, confusion_matrix, degenerate_reason
 from augstudy.classify.mixing import PoolTooSmallError, check_pool, sample_synthetic, synthetic_counts
 from augstudy.classify.saved import ClassifierInfo, save_classifier
@@ -58,7 +58,9 @@ from augstudy.classify.train import (
     predict_proba,
     reset_model,
 )
-from augstudy.options import options_to_dict, write_options
+from augstudy.data.decode import image_kinds, kinds_warning
+from augstudy.options import OptionError, RangedNumber, check_ranges, options_to_dict, ranged, write_options
+from augstudy.outputs import OutputError, check_output
 from stylegan2ada.io import atomic_write_json, sha256_file
 
 if TYPE_CHECKING:
@@ -73,7 +75,7 @@ class SweepError(RuntimeError):
 
 # Errors caused by the input or options: the CLI shows their message without a traceback.
 USER_ERRORS = (SweepError, DataError, PoolTooSmallError, ImageReadError, WeightsUnavailableError,
-               KerasBackendError)
+               KerasBackendError, OptionError, OutputError)
 
 
 @dataclass(frozen=True)
@@ -84,27 +86,32 @@ class SweepOptions:
     out: Path
     pool: Path | None = None
     ratios: tuple[float, ...] = (0, 25, 50, 75, 100)
-    seeds: int = 5
+    seeds: int = ranged(5, low=1, integer=True)
     split: str | None = None  # default: prepare's own --split
     backbone: str = "resnet50"
     weights: str = "imagenet"  # imagenet | none | PATH
     head: str = "compact"
-    input_size: int | None = None  # default: the backbone's
-    epochs: int | None = None  # defaults: the head's schedule
-    batch_size: int | None = None
-    learning_rate: float | None = None
-    patience: int | None = None
-    aug_views: int = 0
-    aug_seed: int = 0
+    input_size: int | None = ranged(None, low=32, integer=True)  # default: the backbone's
+    epochs: int | None = ranged(None, low=1, integer=True)  # defaults: the head's schedule
+    batch_size: int | None = ranged(None, low=1, integer=True)
+    learning_rate: float | None = ranged(None, low=0, low_open=True)
+    patience: int | None = ranged(None, low=1, integer=True)
+    aug_views: int = ranged(0, low=0, integer=True)
+    aug_seed: int = ranged(0, low=0, integer=True)
     finetune: bool = False
     feature_cache: bool = True  # False: re-run the frozen backbone every step (benchmarks only)
     keras_backend: str | None = None  # default: $KERAS_BACKEND, else tensorflow
     cache_dir: Path | None = None  # default: <augstudy cache>/classifier-features
-    feature_batch_size: int = 32
+    feature_batch_size: int = ranged(32, low=1, integer=True)
     paired_test: str = "t"
     positive_class: str | None = None  # default: the second class in sorted order
     save_models: str = "first-seed"
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+        if any(isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or ratio < 0 for ratio in self.ratios):
+            raise OptionError("--ratios", "ratios", list(self.ratios), "must be percentages >= 0")
 
 
 @dataclass(frozen=True)
@@ -139,10 +146,6 @@ def resolve_options(options: SweepOptions, data: PreparedData) -> SweepOptions:
         raise SweepError(f"--save-models {options.save_models!r}: choose one of {', '.join(SAVE_MODELS)}")
     if options.paired_test not in PAIRED_TESTS:
         raise SweepError(f"--paired-test {options.paired_test!r}: choose one of {', '.join(PAIRED_TESTS)}")
-    if options.seeds < 1:
-        raise SweepError(f"--seeds {options.seeds}: need at least 1")
-    if options.aug_views < 0:
-        raise SweepError(f"--aug-views {options.aug_views}: cannot be negative")
     if any(ratio > 0 for ratio in options.ratios) and options.pool is None:
         raise SweepError("ratios above 0 need --pool (a folder of <class>/*.png synthetic images)")
     positive = options.positive_class or data.class_names[1]
@@ -183,7 +186,8 @@ class Sweep:
         self.features_computed = 0
         self.frozen_backbone: keras.Model | None = None
         self.reusable: tuple[keras.Model, keras.Model] | None = None  # (compiled model, its head)
-        self.pipeline = InputPipeline(self.input_size, self.backbone_spec.preprocess(), self.views)
+        self.geometry = prepared_geometry(data.root)
+        self.pipeline = InputPipeline(self.input_size, self.backbone_spec.preprocess(), self.views, self.geometry)
 
     # ---- identity ---------------------------------------------------------------------------
 
@@ -210,7 +214,7 @@ class Sweep:
     def feature_spec(self) -> FeatureSpec:
         return FeatureSpec(
             backbone=self.backbone_spec.name, weights_id=self.weights.cache_id, input_size=self.input_size,
-            preprocessing=f"{IMAGE_PIPELINE_ID}+keras.applications.{self.backbone_spec.preprocess_module}"
+            preprocessing=f"{self.geometry.id}+keras.applications.{self.backbone_spec.preprocess_module}"
                           ".preprocess_input",
             keras_backend=self.backend,
         )
@@ -335,7 +339,8 @@ class Sweep:
         info = ClassifierInfo(
             class_names=self.class_names, positive_class=str(self.options.positive_class),
             backbone=self.backbone_spec.name, weights=self.weights, input_size=self.input_size,
-            image_pipeline=IMAGE_PIPELINE_ID, head=self.options.head,
+            image_pipeline=IMAGE_PIPELINE_ID, working_size=self.geometry.working_size, fit=self.geometry.fit,
+            head=self.options.head,
             inputs="features" if self.options.feature_cache else "images",
             keras_backend=self.backend, ratio=ratio, seed=seed,
         )
@@ -359,6 +364,7 @@ def _finished_cell(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | 
 
 def run_sweep(options: SweepOptions) -> SweepOutcome:
     """Train every missing cell of the ratios x seeds grid, then write the tables and figures."""
+    check_output(options.out, {"--data": options.data, "--pool": options.pool})
     keras_backend = resolve_keras_backend(options.keras_backend)
     import_keras(keras_backend)
     data = read_prepared(options.data, options.split)
@@ -366,6 +372,10 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
     pool = read_pool(options.pool) if options.pool is not None else {}
     if pool:
         check_pool(pool, data.real_counts(), options.ratios, pool_name=f"pool {options.pool}")
+        kinds = image_kinds(ref.path for refs in pool.values() for ref in refs)
+        warning = kinds_warning(f"pool {options.pool}", kinds, prepared_geometry(data.root).working_size)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
     sweep = Sweep(options, data, pool)
     out = Path(options.out)
     fingerprint = sweep.fingerprint()
@@ -400,20 +410,27 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="RESULTS folder.")
 @click.option("--ratios", default="0,25,50,75,100", show_default=True,
               help="Synthetic images to add, in % of each class's real train count.")
-@click.option("--seeds", default=5, show_default=True, help="Number of seeds (0..N-1) per ratio.")
+@click.option("--seeds", type=RangedNumber(SweepOptions, "seeds"),
+              default=5, show_default=True, help="Number of seeds (0..N-1) per ratio.")
 @click.option("--split", type=click.Choice(SPLITS), help="Prepared split to use  [default: prepare's own]")
 @click.option("--backbone", type=click.Choice(list(BACKBONES)), default="resnet50", show_default=True)
 @click.option("--weights", default="imagenet", show_default=True,
               help="imagenet, none (random init: results labelled so) or a local weights file.")
 @click.option("--head", type=click.Choice(list(HEADS)), default="compact", show_default=True)
-@click.option("--input-size", type=int, help="Backbone input size in px  [default: the backbone's]")
-@click.option("--epochs", type=int, help="Maximum epochs  [default: the head's]")
-@click.option("--batch-size", type=int, help="Training batch size  [default: the head's]")
-@click.option("--learning-rate", type=float, help="Adam learning rate  [default: the head's]")
-@click.option("--patience", type=int, help="Early-stopping patience on validation loss  [default: the head's]")
-@click.option("--aug-views", default=0, show_default=True,
+@click.option("--input-size", type=RangedNumber(SweepOptions, "input_size"),
+              help="Backbone input size in px  [default: the backbone's]")
+@click.option("--epochs", type=RangedNumber(SweepOptions, "epochs"),
+              help="Maximum epochs  [default: the head's]")
+@click.option("--batch-size", type=RangedNumber(SweepOptions, "batch_size"),
+              help="Training batch size  [default: the head's]")
+@click.option("--learning-rate", type=RangedNumber(SweepOptions, "learning_rate"),
+              help="Adam learning rate  [default: the head's]")
+@click.option("--patience", type=RangedNumber(SweepOptions, "patience"),
+              help="Early-stopping patience on validation loss  [default: the head's]")
+@click.option("--aug-views", type=RangedNumber(SweepOptions, "aug_views"), default=0, show_default=True,
               help="Precomputed random flip/zoom/shear views per training image (each cached).")
-@click.option("--aug-seed", default=0, show_default=True, help="Seed of the augmented views.")
+@click.option("--aug-seed", type=RangedNumber(SweepOptions, "aug_seed"),
+              default=0, show_default=True, help="Seed of the augmented views.")
 @click.option("--finetune", is_flag=True, help="Unfreeze the backbone's last block (bypasses the cache).")
 @click.option("--feature-cache/--no-feature-cache", default=True, show_default=True,
               help="--no-feature-cache re-runs the frozen backbone every step (for benchmarks).")
@@ -421,7 +438,8 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
               help="Keras backend  [default: $KERAS_BACKEND, else tensorflow]")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Feature cache folder  [default: $AUGSTUDY_CACHE_DIR or ~/.cache/augstudy, /classifier-features]")
-@click.option("--feature-batch-size", default=32, show_default=True, help="Images per backbone pass.")
+@click.option("--feature-batch-size", type=RangedNumber(SweepOptions, "feature_batch_size"),
+              default=32, show_default=True, help="Images per backbone pass.")
 @click.option("--paired-test", type=click.Choice(list(PAIRED_TESTS)), default="t", show_default=True,
               help="Seed-paired test of each ratio against 0%: paired t-test or Wilcoxon signed-rank.")
 @click.option("--positive-class", help="Class whose sensitivity/F1/AUC are reported  [default: 2nd sorted]")
@@ -431,8 +449,8 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
 @click.option("--dry-run", is_flag=True, help="Print the resolved options and exit.")
 def sweep_command(ratios: str, quiet: bool, dry_run: bool, **kwargs: Any) -> None:
     """Train a classifier for every synthetic ratio x seed; write results, summary and figures."""
-    options = SweepOptions(ratios=parse_ratios(ratios), progress=not quiet, **kwargs)
     try:
+        options = SweepOptions(ratios=parse_ratios(ratios), progress=not quiet, **kwargs)
         if dry_run:
             resolved = resolve_options(options, read_prepared(options.data, options.split))
             click.echo(json.dumps(options_to_dict(resolved), indent=2))

@@ -9,6 +9,9 @@ before anything learns from it, or size alone would give the label away.
 from __future__ import annotations
 
 import io
+import os
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -95,6 +98,34 @@ def fit_square(image: Image.Image, resolution: int, fit: Fit) -> Image.Image:
     if image.size == (resolution, resolution):
         return image.copy()
     return image.resize((resolution, resolution), Image.Resampling.LANCZOS)
+
+
+def image_kinds(paths: Iterable[str | os.PathLike[str]]) -> Counter[str]:
+    """How many files have each size and mode ("256x256 L"), from their headers only (no decoding)."""
+    kinds: Counter[str] = Counter()
+    for path in paths:
+        try:
+            with Image.open(path) as opened:
+                kinds[f"{opened.width}x{opened.height} {opened.mode}"] += 1
+        except (OSError, ValueError):
+            kinds["unreadable"] += 1
+    return kinds
+
+
+def kinds_warning(name: str, kinds: Counter[str], expected_side: int | None = None) -> str | None:
+    """A warning with counts when a set of images mixes sizes or modes, or is not `expected_side` square.
+
+    Every image is brought to one size before use, but a pool stored at several sizes or modes (or at
+    another size than the real images) is a sign of pools mixed from different runs.
+    """
+    sides = {kind.split(" ")[0] for kind in kinds}
+    mixed = len(kinds) > 1
+    off_size = expected_side is not None and sides != {f"{expected_side}x{expected_side}"}
+    if not (mixed or off_size):
+        return None
+    listing = ", ".join(f"{count} at {kind}" for kind, count in kinds.most_common())
+    expected = f"; the real images are {expected_side}x{expected_side}" if off_size else ""
+    return f"{name}: images differ in size or mode ({listing}){expected}"
 
 
 def png_bytes(image: Image.Image) -> bytes:

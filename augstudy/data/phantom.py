@@ -24,10 +24,13 @@ from scipy.ndimage import gaussian_filter
 
 from augstudy.data.decode import png_bytes
 from augstudy.data.sources import SPLITS
-from augstudy.options import options_to_dict, write_options
+from augstudy.options import RangedNumber, check_ranges, options_to_dict, ranged, write_options
+from augstudy.outputs import check_output
 from stylegan2ada.io import atomic_write_bytes
 
 OPTIONS_NAME = "phantom_options.json"
+# Errors caused by the options or --out: the CLI and `augstudy run` show their message, no traceback.
+USER_ERRORS = (ValueError,)
 # canonical class -> (train/valid folder, test folder), as named in the Kaggle chest-CT set
 CLASS_FOLDERS: dict[str, tuple[str, str]] = {
     "normal": ("normal", "normal"),
@@ -55,14 +58,17 @@ class PhantomOptions:
     """
 
     out: Path
-    per_class: int = 80
-    seed: int = 0
+    per_class: int = ranged(80, low=3, integer=True)  # one each for train, valid and test
+    seed: int = ranged(0, low=0, integer=True)
     classes: tuple[str, ...] = ("normal", "squamous")
-    val_frac: float = 0.15
-    test_frac: float = 0.2
-    copies: int = 0
-    min_width: int = 224
-    max_width: int = 480
+    val_frac: float = ranged(0.15, low=0, high=1, low_open=True, high_open=True)
+    test_frac: float = ranged(0.2, low=0, high=1, low_open=True, high_open=True)
+    copies: int = ranged(0, low=0, integer=True)
+    min_width: int = ranged(224, low=32, integer=True)
+    max_width: int = ranged(480, low=32, integer=True)
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
 
 @dataclass(frozen=True)
@@ -84,8 +90,11 @@ def write_phantom(out_dir: str | Path, per_class: int, seed: int,
 def make_phantom(options: PhantomOptions) -> PhantomResult:
     """Write every image of the phantom, skipping files a run with the same options already wrote."""
     plan = _plan(options)
-    out = Path(options.out)
+    out = check_output(options.out)
     options_path = out / OPTIONS_NAME
+    if (out / "Data").exists() and not options_path.is_file():
+        raise ValueError(f"--out {options.out} already holds a Data/ folder that phantom did not write (no "
+                         f"{OPTIONS_NAME}); phantom replaces its images, so choose an empty or new --out")
     previous = json.loads(options_path.read_text(encoding="utf-8")) if options_path.is_file() else None
     same_options = previous == _comparable(options)
     data = out / "Data"
@@ -238,8 +247,6 @@ def _check(options: PhantomOptions) -> None:
         raise ValueError(f"phantom classes {list(options.classes)}: choose from {sorted(CLASS_FOLDERS)}")
     if len(set(options.classes)) != len(options.classes):
         raise ValueError(f"phantom classes {list(options.classes)} repeat a class")
-    if options.per_class < 3:
-        raise ValueError(f"--per-class {options.per_class}: the phantom needs at least 3 (train, valid, test)")
     n_train = options.per_class - max(1, round(options.per_class * options.test_frac)) - max(
         1, round(options.per_class * options.val_frac))
     if n_train < 1:
@@ -257,22 +264,23 @@ def _comparable(options: PhantomOptions) -> dict[str, object]:
 
 @click.command("phantom")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to write.")
-@click.option("--per-class", type=int, default=80, show_default=True, help="Images per class, all splits.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--per-class", type=RangedNumber(PhantomOptions, "per_class"),
+              default=80, show_default=True, help="Images per class, all splits.")
+@click.option("--seed", type=RangedNumber(PhantomOptions, "seed"), default=0, show_default=True)
 @click.option("--classes", default="normal,squamous", show_default=True,
               help=f"Comma-separated, from: {', '.join(CLASS_FOLDERS)}.")
-@click.option("--val-frac", type=float, default=0.15, show_default=True)
-@click.option("--test-frac", type=float, default=0.2, show_default=True)
-@click.option("--copies", type=int, default=0, show_default=True,
+@click.option("--val-frac", type=RangedNumber(PhantomOptions, "val_frac"), default=0.15, show_default=True)
+@click.option("--test-frac", type=RangedNumber(PhantomOptions, "test_frac"), default=0.2, show_default=True)
+@click.option("--copies", type=RangedNumber(PhantomOptions, "copies"), default=0, show_default=True,
               help="Per class, byte-identical copies of train images put in test (leakage to find).")
 def phantom_command(out: Path, per_class: int, seed: int, classes: str, val_frac: float, test_frac: float,
                     copies: int) -> None:
     """Write a chest-CT-like phantom in the Kaggle layout (grey, varied sizes; squamous has a hilar mass)."""
-    options = PhantomOptions(out, per_class, seed, tuple(name.strip() for name in classes.split(",") if name.strip()),
-                             val_frac, test_frac, copies)
     try:
+        options = PhantomOptions(out, per_class, seed, tuple(name.strip() for name in classes.split(",")
+                                                             if name.strip()), val_frac, test_frac, copies)
         result = make_phantom(options)
-    except ValueError as error:
+    except USER_ERRORS as error:
         raise click.ClickException(str(error)) from error
     table = ", ".join(f"{split} " + "/".join(f"{n} {name}" for name, n in by_class.items())
                       for split, by_class in result.counts.items())

@@ -57,6 +57,7 @@ from augstudy.data.prepared import (
 from augstudy.data.sources import (
     DEFAULT_TEST_FRAC,
     DEFAULT_VAL_FRAC,
+    KAGGLE_PREFIX,
     SPLITS,
     Discovery,
     SourceError,
@@ -66,7 +67,8 @@ from augstudy.data.sources import (
     resolve_source,
 )
 from augstudy.optional import MissingDependencyError
-from augstudy.options import options_to_dict, write_options
+from augstudy.options import OptionError, RangedNumber, check_ranges, options_to_dict, ranged, write_options
+from augstudy.outputs import OutputError, check_output
 from stylegan2ada.io import (
     atomic_write_bytes,
     atomic_write_json,
@@ -82,6 +84,10 @@ CACHE_NAME = ".prepare_cache.jsonl"
 
 class PrepareError(ValueError):
     """prepare cannot go on (bad options, or unreadable files under --strict)."""
+
+
+# Errors caused by the input or options: the CLI and `augstudy run` show their message, no traceback.
+USER_ERRORS = (PrepareError, SourceError, PreparedDataError, MissingDependencyError, OutputError, OptionError)
 
 
 @dataclass(frozen=True)
@@ -105,17 +111,20 @@ class PrepareOptions:
 
     source: str
     out: Path
-    resolution: int = 256
+    resolution: int = ranged(256, low=4, integer=True)
     fit: str = "pad"
     channels: int = 1
     split: str = "dedup"
     classes: tuple[str, ...] = ()
     class_map: dict[str, str] = field(default_factory=dict)
-    val_frac: float | None = None
-    test_frac: float | None = None
-    seed: int = 0
-    phash_threshold: int = PHASH_THRESHOLD
+    val_frac: float | None = ranged(None, low=0, high=1, high_open=True)
+    test_frac: float | None = ranged(None, low=0, high=1, high_open=True)
+    seed: int = ranged(0, low=0, integer=True)
+    phash_threshold: int = ranged(PHASH_THRESHOLD, low=0, high=PHASH_BITS, high_open=True, integer=True)
     strict: bool = False
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
 
 @dataclass(frozen=True)
@@ -151,10 +160,13 @@ class FileRecord:
 def prepare(options: PrepareOptions) -> PrepareResult:
     """Decode, normalise, dedupe and write a prepared folder; see the module docstring."""
     _check_options(options)
+    local = None if options.source.startswith(KAGGLE_PREFIX) else options.source
+    check_output(options.out, {"SOURCE": local})  # before a download or any decoding
     root = resolve_source(options.source)
-    out = Path(options.out).resolve()
-    if out == root or root in out.parents:
-        raise PrepareError(f"--out {out} is inside SOURCE {root}; write the prepared folder elsewhere")
+    out = check_output(options.out, {"SOURCE": root})
+    if (out / "images").exists() and not any((out / name).exists() for name in (MANIFEST_NAME, CACHE_NAME)):
+        raise PrepareError(f"--out {out} already holds an images/ folder that prepare did not write (no "
+                           f"{MANIFEST_NAME}); prepare replaces images/, so choose an empty or new --out")
     discovery = discover(root, options.class_map, options.classes, options.val_frac, options.test_frac,
                          options.seed)
     options = _resolve(options, discovery, out)
@@ -224,7 +236,8 @@ def format_summary(result: PrepareResult) -> str:
 @click.argument("source")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Prepared folder to write.")
-@click.option("--resolution", type=int, default=256, show_default=True, help="Square side; a power of two.")
+@click.option("--resolution", type=RangedNumber(PrepareOptions, "resolution"),
+              default=256, show_default=True, help="Square side; a power of two.")
 @click.option("--fit", type=click.Choice(FITS), default="pad", show_default=True,
               help="How a non-square image becomes square before resampling.")
 @click.option("--channels", type=click.Choice(["1", "3"]), default="1", show_default=True,
@@ -234,10 +247,14 @@ def format_summary(result: PrepareResult) -> str:
 @click.option("--classes", default="", help="Comma-separated classes to keep, e.g. normal,squamous. [default: all]")
 @click.option("--class-map", multiple=True, metavar="FOLDER=CLASS",
               help="Map class folders (globs) to a class; 'FOLDER=' ignores one. Repeatable.")
-@click.option("--val-frac", type=float, default=None, help="Folder of class folders only. [default: 0.1]")
-@click.option("--test-frac", type=float, default=None, help="Folder of class folders only. [default: 0.2]")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of that split.")
-@click.option("--phash-threshold", type=int, default=PHASH_THRESHOLD, show_default=True,
+@click.option("--val-frac", type=RangedNumber(PrepareOptions, "val_frac"),
+              default=None, help="Folder of class folders only. [default: 0.1]")
+@click.option("--test-frac", type=RangedNumber(PrepareOptions, "test_frac"),
+              default=None, help="Folder of class folders only. [default: 0.2]")
+@click.option("--seed", type=RangedNumber(PrepareOptions, "seed"),
+              default=0, show_default=True, help="Seed of that split.")
+@click.option("--phash-threshold", type=RangedNumber(PrepareOptions, "phash_threshold"),
+              default=PHASH_THRESHOLD, show_default=True,
               help=f"Near-duplicate threshold in bits of the {PHASH_BITS}-bit perceptual hash.")
 @click.option("--strict", is_flag=True, help="Fail on any unreadable file instead of skipping it.")
 def prepare_command(source: str, out: Path, resolution: int, fit: str, channels: str, split: str, classes: str,
@@ -251,7 +268,7 @@ def prepare_command(source: str, out: Path, resolution: int, fit: str, channels:
             class_map=parse_class_map(class_map), val_frac=val_frac, test_frac=test_frac, seed=seed,
             phash_threshold=phash_threshold, strict=strict)
         result = prepare(options)
-    except (PrepareError, SourceError, PreparedDataError, MissingDependencyError) as error:
+    except USER_ERRORS as error:
         raise click.ClickException(str(error)) from error
     click.echo(format_summary(result))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -20,10 +21,11 @@ from typing import Any
 
 import click
 import numpy as np
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from augstudy.gan.cli_options import comma_list
-from augstudy.options import write_options
+from augstudy.options import RangedNumber, check_ranges, ranged, write_options
+from augstudy.outputs import OutputError, check_output
 from stylegan2ada.io import atomic_open, atomic_write_bytes, sha256_bytes, sha256_file
 
 MANIFEST_FIELDS = (
@@ -40,6 +42,7 @@ MANIFEST_FIELDS = (
 NOISE_MODES = ("const", "random", "none")
 MANIFEST_EVERY_S = 30.0
 PREVIEW_TILE = 128
+MARKER_KEY = "augstudy-generate"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,22 +66,23 @@ class GenerateOptions:
 
     networks: tuple[Path, ...]
     out: Path
-    per_class: int | None = None
+    per_class: int | None = ranged(None, low=1, integer=True)
     seeds: tuple[int, ...] = ()
-    truncation: float = 1.0
+    truncation: float = ranged(1.0, low=0, high=1, flag="--trunc")
     noise_mode: str = "const"
-    batch: int = 16
-    size: int | None = None
+    batch: int = ranged(16, low=1, integer=True)
+    size: int | None = ranged(None, low=4, integer=True)
     classes: tuple[str, ...] = ()
     device: str = "auto"
-    preview_per_class: int = 8
+    preview_per_class: int = ranged(8, low=1, integer=True)
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
     def resolved_seeds(self) -> tuple[int, ...]:
         if (self.per_class is None) == (not self.seeds):
             raise click.UsageError("Give exactly one of --per-class N and --seeds (e.g. 0-999).")
         if self.per_class is not None:
-            if self.per_class < 1:
-                raise click.UsageError(f"--per-class {self.per_class}: must be at least 1.")
             return tuple(range(self.per_class))
         return self.seeds
 
@@ -186,8 +190,12 @@ def synthesize(
     return images.permute(0, 2, 3, 1).cpu().numpy()
 
 
-def encode_png(image: np.ndarray, size: int | None = None) -> bytes:
-    """PNG bytes of one HWC uint8 image: mode L for 1 channel, RGB for 3; Lanczos-resized to `size`."""
+def encode_png(image: np.ndarray, size: int | None = None, marker: str | None = None) -> bytes:
+    """PNG bytes of one HWC uint8 image: mode L for 1 channel, RGB for 3; Lanczos-resized to `size`.
+
+    `marker` is stored as a PNG text chunk (MARKER_KEY): the settings that made the image, so a re-run
+    can trust a finished file even when the manifest never recorded it (see `_marked_made`).
+    """
     channels = image.shape[2]
     if channels not in (1, 3):
         raise ValueError(
@@ -196,9 +204,50 @@ def encode_png(image: np.ndarray, size: int | None = None) -> bytes:
     picture = Image.fromarray(image[:, :, 0] if channels == 1 else image)  # uint8: mode L or RGB
     if size is not None and picture.size != (size, size):
         picture = picture.resize((size, size), Image.Resampling.LANCZOS)
+    info = None
+    if marker is not None:
+        info = PngImagePlugin.PngInfo()
+        info.add_text(MARKER_KEY, marker)
     buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
+    picture.save(buffer, format="PNG", pnginfo=info)
     return buffer.getvalue()
+
+
+def image_marker(identity: dict[str, str], seed: int) -> str:
+    """The completion marker of one image: every setting that made it, as canonical JSON."""
+    return json.dumps({**identity, "seed": str(seed)}, sort_keys=True)
+
+
+def _marked_made(path: Path, marker: str) -> bool:
+    """True when `path` is a finished PNG carrying exactly `marker`.
+
+    Images are written atomically (temp file, then rename), so a file under its final name is
+    whole; its text chunk says which settings made it. It is still decoded completely, so a file
+    damaged since is made again.
+    """
+    if not path.is_file():
+        return False
+    try:
+        with Image.open(path) as image:
+            if image.format != "PNG" or image.info.get(MARKER_KEY) != marker:
+                return False
+            image.load()
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def remove_stale_temporaries(pool: Path, class_names: Sequence[str]) -> int:
+    """Delete the temp files (`.NAME.XXXX.tmp`) a killed run left in the pool and its class folders."""
+    removed = 0
+    for folder in [pool, *(pool / name for name in class_names)]:
+        if not folder.is_dir():
+            continue
+        for path in folder.glob(".*.tmp"):
+            if path.is_file():
+                path.unlink()
+                removed += 1
+    return removed
 
 
 def plan_classes(
@@ -330,10 +379,6 @@ def _check(options: GenerateOptions) -> None:
     for snapshot in options.networks:
         if not Path(snapshot).is_file():
             raise click.UsageError(f"--network {snapshot}: no such snapshot file.")
-    if options.batch < 1:
-        raise click.UsageError(f"--batch {options.batch}: must be at least 1.")
-    if options.size is not None and options.size < 1:
-        raise click.UsageError(f"--size {options.size}: must be a positive number of pixels.")
     if options.noise_mode not in NOISE_MODES:
         raise click.UsageError(f"--noise-mode {options.noise_mode}: choose from {', '.join(NOISE_MODES)}.")
 
@@ -352,14 +397,19 @@ def generate_pool(options: GenerateOptions) -> dict[str, int]:
     """Write the pool; returns {"generated": n, "skipped": m}.
 
     An image is skipped when the manifest records it with the same class, seed, snapshot hash,
-    truncation, noise mode and size, and its file still has the recorded hash; anything else is
-    (re)generated. The manifest is rewritten every MANIFEST_EVERY_S seconds, so a killed run loses
-    at most that much work.
+    truncation, noise mode and size and its file still has the recorded hash, or when its file
+    carries the completion marker of exactly these settings (a killed run's finished images that
+    the manifest, rewritten every MANIFEST_EVERY_S seconds, had not recorded yet). So a killed run
+    redoes at most the images that were in flight; its stale temp files are deleted first.
     """
     from stylegan2ada.snapshot import SnapshotError, load_generator, snapshot_meta
 
     _check(options)
     seeds = options.resolved_seeds()
+    try:
+        check_output(options.out, [("--network", network) for network in options.networks])
+    except OutputError as error:
+        raise click.UsageError(str(error)) from error
     device = _device(options.device)
     try:
         metas = [snapshot_meta(snapshot) for snapshot in options.networks]
@@ -368,7 +418,7 @@ def generate_pool(options: GenerateOptions) -> dict[str, int]:
     jobs = plan_classes(options, metas, [int(meta["G_init_kwargs"]["c_dim"]) for meta in metas])
 
     pool = Path(options.out)
-    pool.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(pool, [job.class_name for job in jobs])
     write_options(pool / "generate_options.json", options)
     manifest_path = pool / "manifest.csv"
     rows = {  # only rows whose file is intact count as made
@@ -391,11 +441,15 @@ def generate_pool(options: GenerateOptions) -> dict[str, int]:
             "size": "" if options.size is None else str(options.size),
         }
         identity = {key: value for key, value in settings.items() if key != "snapshot"}  # path may move
-        todo = [
-            seed
-            for seed in seeds
-            if not _is_made(rows.get(image_file(job.class_name, seed)), {**identity, "seed": str(seed)})
-        ]
+        todo = []
+        for seed in seeds:
+            file = image_file(job.class_name, seed)
+            if _is_made(rows.get(file), {**identity, "seed": str(seed)}):
+                continue
+            if _marked_made(pool / file, image_marker(identity, seed)):
+                rows[file] = {**settings, "file": file, "seed": str(seed), "sha256": sha256_file(pool / file)}
+                continue
+            todo.append(seed)
         counts["skipped"] += len(seeds) - len(todo)
         if not todo:
             click.echo(f"[{job.class_name}] all {len(seeds)} images present; skipped.")
@@ -417,7 +471,7 @@ def generate_pool(options: GenerateOptions) -> dict[str, int]:
             )
             for seed, image in zip(batch_seeds, images):
                 file = image_file(job.class_name, seed)
-                data = encode_png(image, options.size)
+                data = encode_png(image, options.size, image_marker(identity, seed))
                 atomic_write_bytes(pool / file, data)
                 rows[file] = {**settings, "file": file, "seed": str(seed), "sha256": sha256_bytes(data)}
             counts["generated"] += len(batch_seeds)
@@ -446,9 +500,11 @@ def _seeds_option(ctx: click.Context, param: click.Parameter, value: str | None)
     "unconditional network per class.",
 )
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Pool folder.")
-@click.option("--per-class", type=int, help="Images per class (seeds 0..N-1).")
+@click.option("--per-class", type=RangedNumber(GenerateOptions, "per_class"),
+              help="Images per class (seeds 0..N-1).")
 @click.option("--seeds", callback=_seeds_option, help="Seeds, e.g. 0-999 or 0,5,10-19.")
-@click.option("--trunc", "truncation", type=float, default=1.0, show_default=True, help="Truncation psi.")
+@click.option("--trunc", "truncation", type=RangedNumber(GenerateOptions, "truncation"),
+              default=1.0, show_default=True, help="Truncation psi.")
 @click.option(
     "--noise-mode",
     type=click.Choice(NOISE_MODES),
@@ -456,8 +512,10 @@ def _seeds_option(ctx: click.Context, param: click.Parameter, value: str | None)
     show_default=True,
     help="Per-pixel noise.",
 )
-@click.option("--batch", type=int, default=16, show_default=True, help="Images per forward pass.")
-@click.option("--size", type=int, help="Output side in px (Lanczos), e.g. 224 [default: network resolution].")
+@click.option("--batch", type=RangedNumber(GenerateOptions, "batch"),
+              default=16, show_default=True, help="Images per forward pass.")
+@click.option("--size", type=RangedNumber(GenerateOptions, "size"),
+              help="Output side in px (Lanczos), e.g. 224 [default: network resolution].")
 @click.option(
     "--class",
     "classes",
@@ -473,7 +531,11 @@ def _seeds_option(ctx: click.Context, param: click.Parameter, value: str | None)
     help="Where to run.",
 )
 @click.option(
-    "--preview-per-class", type=int, default=8, show_default=True, help="Images per class in preview.png."
+    "--preview-per-class",
+    type=RangedNumber(GenerateOptions, "preview_per_class"),
+    default=8,
+    show_default=True,
+    help="Images per class in preview.png.",
 )
 def generate_command(**kwargs: Any) -> None:
     """Generate a synthetic pool POOL/<class>/seedNNNNN.png (+ manifest.csv, preview.png) from snapshots."""

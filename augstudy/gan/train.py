@@ -20,7 +20,8 @@ from typing import Any
 import click
 
 from augstudy.gan.cli_options import comma_list
-from augstudy.options import write_options
+from augstudy.options import RangedNumber, check_ranges, ranged, write_options
+from augstudy.outputs import OutputError, check_output
 from stylegan2ada.configs import CONFIG_NAMES
 
 CONDITIONAL_RUN = "conditional"
@@ -87,37 +88,40 @@ class TrainGanOptions:
     classes: tuple[str, ...] = ()
     conditional: bool = False
     cfg: str | None = None
-    kimg: float | None = None
-    batch: int | None = None
-    gamma: float | None = None
+    kimg: float | None = ranged(None, low=0, low_open=True)
+    batch: int | None = ranged(None, low=1, integer=True)
+    gamma: float | None = ranged(None, low=0)
     aug: str | None = None
-    p: float | None = None
-    target: float | None = None
+    p: float | None = ranged(None, low=0, high=1)
+    target: float | None = ranged(None, low=0, high=1, low_open=True, high_open=True)
     augpipe: str | None = None
-    ada_kimg: float | None = None
+    ada_kimg: float | None = ranged(None, low=0, low_open=True)
     mirror: bool | None = None
-    snap: float | None = None
-    seed: int | None = None
+    snap: float | None = ranged(None, low=0, low_open=True)
+    seed: int | None = ranged(None, low=0, integer=True)
     resume: bool = True
     resume_from: Path | None = None
-    freezed: int | None = None
+    freezed: int | None = ranged(None, low=0, integer=True)
     fp32: bool | None = None
-    gpus: int = 1
-    workers: int | None = None
-    channel_base: int | None = None
-    channel_max: int | None = None
-    mapping_layers: int | None = None
-    glr: float | None = None
-    dlr: float | None = None
-    mbstd_group: int | None = None
+    gpus: int = ranged(1, low=1, integer=True)
+    workers: int | None = ranged(None, low=0, integer=True)
+    channel_base: int | None = ranged(None, low=1, integer=True, flag="--cbase")
+    channel_max: int | None = ranged(None, low=1, integer=True, flag="--cmax")
+    mapping_layers: int | None = ranged(None, low=1, integer=True, flag="--map")
+    glr: float | None = ranged(None, low=0, low_open=True)
+    dlr: float | None = ranged(None, low=0, low_open=True)
+    mbstd_group: int | None = ranged(None, low=1, integer=True)
     device: str | None = None
     ops: str | None = None
-    tick_kimg: float | None = None
+    tick_kimg: float | None = ranged(None, low=0, low_open=True, flag="--tick")
     metrics: tuple[str, ...] = ()
-    metrics_images: int | None = None
+    metrics_images: int | None = ranged(None, low=1, integer=True)
     inception: Path | None = None
     cpu_train: bool = True
-    threads: int | None = None
+    threads: int | None = ranged(None, low=1, integer=True)
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -328,6 +332,10 @@ def train_gans(options: TrainGanOptions) -> dict[str, Path | None]:
     """
     runs = plan_runs(options)
     check_resume_from(options)
+    try:
+        out = check_output(options.out, {"--data": options.data})
+    except OutputError as error:
+        raise click.UsageError(str(error)) from error
     if options.ops is not None:  # fail before any work when the requested kernels cannot be used
         from stylegan2ada import ops
 
@@ -335,8 +343,6 @@ def train_gans(options: TrainGanOptions) -> dict[str, Path | None]:
             ops.set_impl(options.ops)
         except RuntimeError as error:
             raise click.UsageError(f"--ops {options.ops}: {error}") from error
-    out = Path(options.out)
-    out.mkdir(parents=True, exist_ok=True)
     write_options(out / OPTIONS_FILE, options)
 
     pending: list[tuple[GanRun, Any, float]] = []
@@ -429,22 +435,28 @@ def _train_pending(options: TrainGanOptions, pending: list[tuple[GanRun, Any, fl
 @click.option("--classes", multiple=True, callback=comma_list, help="Classes to train (default: all).")
 @click.option("--conditional", is_flag=True, help="One class-conditional network on all classes.")
 @click.option("--cfg", type=click.Choice(CONFIG_NAMES), help="Base configuration [default: auto].")
-@click.option("--kimg", type=float, help="Training length in thousands of real images shown to D.")
-@click.option("--batch", type=int, help="Minibatch size (overrides the config).")
-@click.option("--gamma", type=float, help="R1 regularisation weight (overrides the config).")
+@click.option("--kimg", type=RangedNumber(TrainGanOptions, "kimg"),
+              help="Training length in thousands of real images shown to D.")
+@click.option("--batch", type=RangedNumber(TrainGanOptions, "batch"),
+              help="Minibatch size (overrides the config).")
+@click.option("--gamma", type=RangedNumber(TrainGanOptions, "gamma"),
+              help="R1 regularisation weight (overrides the config).")
 @click.option("--aug", type=click.Choice(["ada", "fixed", "noaug"]), help="Augmentation mode [default: ada].")
-@click.option("--p", type=float, help="Augment probability for --aug fixed.")
-@click.option("--target", type=float, help="ADA target value of E[sign(D(real))].")
+@click.option("--p", type=RangedNumber(TrainGanOptions, "p"), help="Augment probability for --aug fixed.")
+@click.option("--target", type=RangedNumber(TrainGanOptions, "target"),
+              help="ADA target value of E[sign(D(real))].")
 @click.option(
     "--augpipe",
     help="Augmentation pipeline: blit, geom, color, filter, noise, cutout, bg, bgc, bgcf, "
     "bgcfn, bgcfnc [default: bgc].",
 )
-@click.option("--ada-kimg", type=float, help="ADA adjustment speed (kimg for p to go 0 -> 1).")
+@click.option("--ada-kimg", type=RangedNumber(TrainGanOptions, "ada_kimg"),
+              help="ADA adjustment speed (kimg for p to go 0 -> 1).")
 @click.option("--mirror/--no-mirror", default=None, help="Add x-flipped copies of the training images.")
-@click.option("--snap", type=float, help="kimg between snapshots.")
-@click.option("--tick", "tick_kimg", type=float, help="kimg between progress lines.")
-@click.option("--seed", type=int, help="Random seed.")
+@click.option("--snap", type=RangedNumber(TrainGanOptions, "snap"), help="kimg between snapshots.")
+@click.option("--tick", "tick_kimg", type=RangedNumber(TrainGanOptions, "tick_kimg"),
+              help="kimg between progress lines.")
+@click.option("--seed", type=RangedNumber(TrainGanOptions, "seed"), help="Random seed.")
 @click.option(
     "--resume/--no-resume",
     default=True,
@@ -457,17 +469,25 @@ def _train_pending(options: TrainGanOptions, pending: list[tuple[GanRun, Any, fl
     help="Snapshot or official NVlabs .pkl to start new runs from (transfer learning): adapted to the data's "
     "channels, resolution and classes; the table of what was transferred goes to RUN/transfer.txt.",
 )
-@click.option("--freezed", type=int, help="Freeze the first N layers of D (transfer learning).")
+@click.option("--freezed", type=RangedNumber(TrainGanOptions, "freezed"),
+              help="Freeze the first N layers of D (transfer learning).")
 @click.option("--fp32/--fp16", default=None, help="Disable mixed precision (always FP32 on CPU).")
-@click.option("--gpus", type=int, default=1, show_default=True, help="Number of GPUs.")
-@click.option("--workers", type=int, help="Data loader worker processes.")
-@click.option("--threads", type=int, help="Torch CPU threads while training [default: torch's].")
-@click.option("--cbase", "channel_base", type=int, help="Override channel_base (network width).")
-@click.option("--cmax", "channel_max", type=int, help="Override channel_max (maximum channels per layer).")
-@click.option("--map", "mapping_layers", type=int, help="Override the number of mapping layers.")
-@click.option("--glr", type=float, help="Override G's learning rate.")
-@click.option("--dlr", type=float, help="Override D's learning rate.")
-@click.option("--mbstd-group", type=int, help="Override the minibatch-stddev group size.")
+@click.option("--gpus", type=RangedNumber(TrainGanOptions, "gpus"),
+              default=1, show_default=True, help="Number of GPUs.")
+@click.option("--workers", type=RangedNumber(TrainGanOptions, "workers"),
+              help="Data loader worker processes.")
+@click.option("--threads", type=RangedNumber(TrainGanOptions, "threads"),
+              help="Torch CPU threads while training [default: torch's].")
+@click.option("--cbase", "channel_base", type=RangedNumber(TrainGanOptions, "channel_base"),
+              help="Override channel_base (network width).")
+@click.option("--cmax", "channel_max", type=RangedNumber(TrainGanOptions, "channel_max"),
+              help="Override channel_max (maximum channels per layer).")
+@click.option("--map", "mapping_layers", type=RangedNumber(TrainGanOptions, "mapping_layers"),
+              help="Override the number of mapping layers.")
+@click.option("--glr", type=RangedNumber(TrainGanOptions, "glr"), help="Override G's learning rate.")
+@click.option("--dlr", type=RangedNumber(TrainGanOptions, "dlr"), help="Override D's learning rate.")
+@click.option("--mbstd-group", type=RangedNumber(TrainGanOptions, "mbstd_group"),
+              help="Override the minibatch-stddev group size.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where to train [default: auto].")
 @click.option("--ops", type=click.Choice(["auto", "ref", "cuda"]),
               help="Custom ops: CUDA kernels when they build (auto), reference PyTorch (ref), or kernels or fail "
@@ -478,7 +498,8 @@ def _train_pending(options: TrainGanOptions, pending: list[tuple[GanRun, Any, fl
     callback=comma_list,
     help="Metrics at every snapshot, into stats.jsonl: swd (no download), kid, fid.",
 )
-@click.option("--metrics-images", type=int, help="Generated images per snapshot metric.")
+@click.option("--metrics-images", type=RangedNumber(TrainGanOptions, "metrics_images"),
+              help="Generated images per snapshot metric.")
 @click.option(
     "--inception",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),

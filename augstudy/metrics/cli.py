@@ -20,6 +20,10 @@ from augstudy.metrics.defaults import (
 from augstudy.metrics.evaluate import GanMetricsOptions, gan_metrics, output_path, parse_metrics
 from augstudy.metrics.inception import InceptionUnavailableError
 from augstudy.metrics.swd import NORMALIZATIONS
+from augstudy.options import RangedNumber
+
+# Errors caused by the inputs or options: the CLI and `augstudy run` show their message, no traceback.
+USER_ERRORS = (InceptionUnavailableError, FileNotFoundError, ValueError)
 
 
 @click.command("gan-metrics")
@@ -64,8 +68,10 @@ from augstudy.metrics.swd import NORMALIZATIONS
     default=None,
     help="Report JSON [default: FAKE/metrics.json].",
 )
-@click.option("--seed", type=int, default=SEED, show_default=True, help="Seed of KID subsets and SWD.")
-@click.option("--batch", "batch_size", type=click.IntRange(min=1), default=BATCH_SIZE, show_default=True)
+@click.option("--seed", type=RangedNumber(GanMetricsOptions, "seed"),
+              default=SEED, show_default=True, help="Seed of KID subsets and SWD.")
+@click.option("--batch", "batch_size", type=RangedNumber(GanMetricsOptions, "batch_size"),
+              default=BATCH_SIZE, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @click.option(
     "--download/--no-download",
@@ -79,10 +85,11 @@ from augstudy.metrics.swd import NORMALIZATIONS
     show_default=True,
     help="Cache Inception features per image hash in the user cache.",
 )
-@click.option("--kid-subsets", type=click.IntRange(min=1), default=KID_NUM_SUBSETS, show_default=True)
+@click.option("--kid-subsets", type=RangedNumber(GanMetricsOptions, "kid_num_subsets"),
+              default=KID_NUM_SUBSETS, show_default=True)
 @click.option(
     "--kid-subset-size",
-    type=click.IntRange(min=2),
+    type=RangedNumber(GanMetricsOptions, "kid_max_subset_size"),
     default=KID_MAX_SUBSET_SIZE,
     show_default=True,
     help="Largest KID subset; never more than the smaller set.",
@@ -96,14 +103,14 @@ from augstudy.metrics.swd import NORMALIZATIONS
 )
 @click.option(
     "--memo-ratio",
-    type=click.FloatRange(0, 1),
+    type=RangedNumber(GanMetricsOptions, "memo_ratio"),
     default=MEMO_RATIO,
     show_default=True,
     help="Near-copy when the nearest training image is closer than this times the second nearest.",
 )
 @click.option(
     "--memo-pixel-threshold",
-    type=click.FloatRange(min=0),
+    type=RangedNumber(GanMetricsOptions, "memo_pixel_threshold"),
     default=MEMO_PIXEL_ABSOLUTE_THRESHOLD,
     show_default=True,
     help="Near-copy floor in pixel space (RMS difference on a 0..1 scale).",
@@ -123,7 +130,7 @@ def gan_metrics_command(**kwargs: Any) -> None:
     )
     try:
         report = gan_metrics(options)
-    except (InceptionUnavailableError, FileNotFoundError, ValueError) as error:
+    except USER_ERRORS as error:
         raise click.ClickException(str(error)) from error
     _print_summary(report, output_path(options))
 

@@ -32,12 +32,21 @@ from augstudy.metrics.defaults import (
     SWD_NORMALIZATION,
 )
 from augstudy.metrics.features import FeatureExtractor, features_of_images, features_of_pixels, open_extractor
-from augstudy.metrics.images import UNCLASSED, ImageRef, ImageSource, iter_loaded, open_source, stack_nchw
+from augstudy.metrics.images import (
+    UNCLASSED,
+    ImageRef,
+    ImageSource,
+    fake_kinds_warning,
+    iter_loaded,
+    open_source,
+    stack_nchw,
+)
 from augstudy.metrics.inception import InceptionUnavailableError
 from augstudy.metrics.kid_fid import frechet_inception_distance, kernel_inception_distance
 from augstudy.metrics.memorisation import MemorisationOptions, memorisation_check, pixel_vectors
 from augstudy.metrics.swd import sliced_wasserstein_distance
-from augstudy.options import write_options
+from augstudy.options import check_ranges, ranged, write_options
+from augstudy.outputs import check_output
 from stylegan2ada.io import atomic_write_json
 
 OPTIONS_FILENAME = "gan_metrics_options.json"
@@ -68,18 +77,21 @@ class GanMetricsOptions:
     metrics: tuple[str, ...] | None = None
     inception: Path | None = None
     out: Path | None = None
-    seed: int = SEED
-    batch_size: int = BATCH_SIZE
+    seed: int = ranged(SEED, low=0, integer=True)
+    batch_size: int = ranged(BATCH_SIZE, low=1, integer=True, flag="--batch")
     device: str = "auto"
     download: bool = True
     feature_cache: bool = True
-    kid_num_subsets: int = KID_NUM_SUBSETS
-    kid_max_subset_size: int = KID_MAX_SUBSET_SIZE
+    kid_num_subsets: int = ranged(KID_NUM_SUBSETS, low=1, integer=True, flag="--kid-subsets")
+    kid_max_subset_size: int = ranged(KID_MAX_SUBSET_SIZE, low=2, integer=True, flag="--kid-subset-size")
     swd_normalization: str = SWD_NORMALIZATION
-    memo_pixel_size: int = MEMO_PIXEL_SIZE
-    memo_ratio: float = MEMO_RATIO
-    memo_pixel_threshold: float = MEMO_PIXEL_ABSOLUTE_THRESHOLD
-    memo_feature_threshold: float = MEMO_FEATURE_ABSOLUTE_THRESHOLD
+    memo_pixel_size: int = ranged(MEMO_PIXEL_SIZE, low=1, integer=True)
+    memo_ratio: float = ranged(MEMO_RATIO, low=0, high=1)
+    memo_pixel_threshold: float = ranged(MEMO_PIXEL_ABSOLUTE_THRESHOLD, low=0)
+    memo_feature_threshold: float = ranged(MEMO_FEATURE_ABSOLUTE_THRESHOLD, low=0)
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
     def memorisation_options(self) -> MemorisationOptions:
         return MemorisationOptions(
@@ -149,11 +161,15 @@ def gan_metrics(options: GanMetricsOptions) -> dict[str, Any]:
     if (options.fake is None) == (options.network is None):
         raise ValueError("give either --fake IMAGES or --network SNAPSHOT_OR_PKL, not both or neither")
     out = output_path(options)
+    # The report may sit in a fake folder (its documented place, beside the pool), never among the real images.
+    fake_file = [("--fake", options.fake)] if options.fake is not None and Path(options.fake).is_file() else []
+    network = [("--network", options.network)] if options.network is not None else []
+    check_output(out, [("--real", options.real), *fake_file, *network], is_file=True)
     if options.network is not None:
         return _network_report(options, out)
     real, fake = open_source(options.real), open_source(options.fake)
     pairs, notes = pair_classes(real, fake)
-    warnings: list[str] = []
+    warnings: list[str] = [warning for warning in [fake_kinds_warning(real, fake)] if warning]
     metrics = options.metrics or METRICS
     extractor = _extractor_for(options, metrics, notes)
     if extractor is None:

@@ -18,8 +18,10 @@ kept as 8-bit arrays, one channel when the file carries no colour.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import zipfile
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from augstudy.data.decode import UnreadableImage, decode_image
+from augstudy.data.decode import UnreadableImage, decode_image, kinds_warning
 from stylegan2ada.io import sha256_bytes
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
@@ -127,6 +129,27 @@ def iter_loaded(refs: Sequence[ImageRef]) -> Iterator[LoadedImage]:
     """
     for ref, data in iter_image_bytes(refs):
         yield LoadedImage(ref, decode_pixels(ref, data))
+
+
+def source_kinds(source: ImageSource) -> Counter[str]:
+    """How many images of a source have each size and mode ("256x256 L"), from their headers."""
+    kinds: Counter[str] = Counter()
+    for _, data in iter_image_bytes(source.all_images()):
+        try:
+            with Image.open(io.BytesIO(data)) as opened:
+                kinds[f"{opened.width}x{opened.height} {opened.mode}"] += 1
+        except (OSError, ValueError):
+            kinds["unreadable"] += 1
+    return kinds
+
+
+def fake_kinds_warning(real: ImageSource, fake: ImageSource) -> str | None:
+    """A warning with counts when the fake images mix sizes or modes, or differ in size from the real ones
+    (the GAN's output size is the real images' size)."""
+    real_sides = {kind.split(" ")[0] for kind in source_kinds(real)}
+    side = int(next(iter(real_sides)).split("x")[0]) if len(real_sides) == 1 and real_sides != {"unreadable"} \
+        else None
+    return kinds_warning(f"fake images {fake.path}", source_kinds(fake), side)
 
 
 def decode_pixels(ref: ImageRef, data: bytes) -> np.ndarray:

@@ -19,6 +19,7 @@ from typing import Any
 
 from PIL import Image
 
+from augstudy.data.decode import decode_image, fit_square, png_bytes
 from augstudy.options import write_options
 from augstudy.publish.datasheet import DatasheetInput, render_datasheet
 from augstudy.publish.errors import MetadataError, PublishError
@@ -81,6 +82,7 @@ class PlannedImage:
     target: str
     image: PoolImage
     resize: bool
+    mode: str  # "L" or "RGB"
 
 
 @dataclass(frozen=True)
@@ -214,7 +216,7 @@ def prepare_release(options: PublishOptions) -> Release:
             sizes.add(side)
             modes.add(mode)
             planned.append(
-                PlannedImage(path, f"{class_name}/seed{image.seed:05d}.png", image, side != options.size)
+                PlannedImage(path, f"{class_name}/seed{image.seed:05d}.png", image, side != options.size, mode)
             )
         source_sizes[class_name] = tuple(f"{side}x{side}" for side in sorted(sizes))
         image_modes[class_name] = tuple(sorted(modes))
@@ -278,11 +280,8 @@ def _write_image(planned: PlannedImage, target: Path, size: int) -> str:
     if not planned.resize:
         shutil.copyfile(planned.source, target)
         return planned.image.sha256
-    with Image.open(planned.source) as opened:
-        resized = opened.resize((size, size), Image.Resampling.LANCZOS)
-    buffer = io.BytesIO()
-    resized.save(buffer, format="PNG")
-    data = buffer.getvalue()
+    decoded = decode_image(planned.source.read_bytes(), channels=1 if planned.mode == "L" else 3)
+    data = png_bytes(fit_square(decoded.image, size, "stretch"))  # pool images are square: Lanczos only
     target.write_bytes(data)
     return sha256_bytes(data)
 

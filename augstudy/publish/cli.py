@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from augstudy.optional import MissingDependencyError
+from augstudy.outputs import OutputError, check_output
 from augstudy.publish.build import BuildResult, PublishOptions, options_path, prepare_release, write_release
 from augstudy.publish.datasheet import plural
 from augstudy.publish.errors import PublishError
@@ -36,6 +37,7 @@ def publish(options: PublishOptions, api: Any = None) -> PublishResult:
     Order matters: the metadata is validated and the credentials are checked before anything is
     written, and nothing remote happens on --dry-run.
     """
+    check_output(options.out, {"--pool": options.pool, "--prepared": options.prepared})
     release = prepare_release(options)
     if options.upload and not options.dry_run and api is None:
         api = connect_kaggle()
@@ -166,7 +168,7 @@ def publish_command(
     )
     try:
         result = publish(options)
-    except (PublishError, MissingDependencyError) as error:
+    except (PublishError, MissingDependencyError, OutputError) as error:
         raise click.ClickException(str(error)) from error
     if result.flagged_published:
         click.echo(

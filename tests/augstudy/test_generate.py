@@ -299,3 +299,36 @@ def test_cuda_pool_matches_the_cpu_pool(tmp_path: Path, snapshots: dict[str, Pat
     assert sorted(cpu) == sorted(cuda)
     for name in cpu:
         assert np.abs(cpu[name] - cuda[name]).mean() < 2
+
+
+def test_a_killed_run_redoes_only_the_images_in_flight(tmp_path: Path, snapshots: dict[str, Path]) -> None:
+    """A kill after some images were renamed into place but before the manifest recorded them: the
+    re-run trusts those finished files by their completion marker, deletes the half-written temp
+    file of the image in flight, and makes only the images that were never finished."""
+    options = GenerateOptions(networks=(snapshots["normal"],), out=tmp_path, per_class=4, batch=2)
+    assert generate_pool(options) == {"generated": 4, "skipped": 0}
+    finished = pool_bytes(tmp_path)
+    (tmp_path / "manifest.csv").unlink()  # the kill came before the first manifest write
+    (tmp_path / "normal/seed00003.png").unlink()  # this one was in flight ...
+    stale = tmp_path / "normal/.seed00003.png.k1ll3d.tmp"  # ... and left its temp file
+    stale.write_bytes(b"half a png")
+    assert generate_pool(options) == {"generated": 1, "skipped": 3}
+    assert not stale.exists()
+    assert pool_bytes(tmp_path) == finished
+    assert sorted(row["file"] for row in manifest(tmp_path)) == [f"normal/seed0000{i}.png" for i in range(4)]
+
+
+def test_a_finished_file_made_with_other_settings_is_not_trusted(tmp_path: Path, snapshots: dict[str, Path]) -> None:
+    generate_pool(GenerateOptions(networks=(snapshots["normal"],), out=tmp_path, per_class=2, truncation=0.5))
+    (tmp_path / "manifest.csv").unlink()
+    counts = generate_pool(GenerateOptions(networks=(snapshots["normal"],), out=tmp_path, per_class=2))
+    assert counts == {"generated": 2, "skipped": 0}
+
+
+def test_a_marked_file_cut_short_since_is_made_again(tmp_path: Path, snapshots: dict[str, Path]) -> None:
+    options = GenerateOptions(networks=(snapshots["normal"],), out=tmp_path, per_class=2)
+    generate_pool(options)
+    (tmp_path / "manifest.csv").unlink()
+    damaged = tmp_path / "normal/seed00001.png"
+    damaged.write_bytes(damaged.read_bytes()[:-40])  # the marker chunk survives, the pixels do not
+    assert generate_pool(options) == {"generated": 1, "skipped": 1}

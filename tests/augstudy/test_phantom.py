@@ -93,7 +93,7 @@ def test_all_four_classes_and_bad_options(tmp_path: Path) -> None:
     assert sorted(result.counts["train"]) == sorted(CLASS_FOLDERS)
     with pytest.raises(ValueError, match="choose from"):
         write_phantom(tmp_path / "x", per_class=3, seed=0, classes=("normal", "melanoma"))
-    with pytest.raises(ValueError, match="at least 3"):
+    with pytest.raises(ValueError, match="--per-class 2: must be an integer >= 3"):
         write_phantom(tmp_path / "y", per_class=2, seed=0)
 
 

@@ -119,6 +119,7 @@ def test_missing_source_and_bad_toml_are_reported_with_the_file(tmp_path: Path) 
 
 def test_relative_paths_are_relative_to_the_config_and_source_can_be_overridden(tmp_path: Path) -> None:
     (tmp_path / "exp").mkdir()
+    (tmp_path / "data").mkdir()
     config = tmp_path / "exp" / "c.toml"
     config.write_text('[study]\nname = "x"\nsource = "../data"\nout = "results/x"\n', encoding="utf-8")
     loaded = load_config(config)

@@ -17,6 +17,7 @@ from augstudy.data import prepare as prepare_module
 from augstudy.data.phantom import PhantomOptions, render_slice, write_phantom
 from augstudy.data.prepare import PrepareError, PrepareOptions, prepare
 from augstudy.data.prepared import MANIFEST_COLUMNS, PreparedDataError, load_prepared
+from augstudy.outputs import OutputError
 
 SQUAMOUS_LONG = "squamous.cell.carcinoma_left.hilum_T1_N2_M0_IIIa"
 OPTIONS = PhantomOptions(Path("unused"), min_width=240, max_width=300)
@@ -234,7 +235,7 @@ def test_bad_options_and_folders(tmp_path: Path) -> None:
     source = write_phantom(tmp_path / "phantom", per_class=3, seed=0).root
     with pytest.raises(PrepareError, match="power of two"):
         prepare(PrepareOptions(source=str(source), out=tmp_path / "out", resolution=100))
-    with pytest.raises(PrepareError, match="inside SOURCE"):
+    with pytest.raises(OutputError, match="inside SOURCE"):
         prepare(PrepareOptions(source=str(source), out=source / "prepared"))
     with pytest.raises(PreparedDataError, match="not a prepared folder"):
         load_prepared(tmp_path)

@@ -1,0 +1,84 @@
+"""Where a command may write: its own output, never an input, and only where it can write.
+
+Every verb calls `check_output` before any work. It refuses an output that overlaps an input in
+either direction (a folder inside the other, or the same path: `prepare proj/images --out proj`
+once overwrote and deleted its own source images) and proves the output can be written by
+creating the folder and a probe file in it, so a read-only disk fails in the first second with
+the folder and the reason, not after hours of work with a raw `OSError`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+
+class OutputError(ValueError):
+    """The output overlaps an input or cannot be written; the message names both and says why."""
+
+
+def _within(inner: Path, outer: Path) -> bool:
+    return inner == outer or outer in inner.parents
+
+
+InputPath = str | os.PathLike[str] | None
+
+
+def check_output(out: str | os.PathLike[str],
+                 inputs: Mapping[str, InputPath] | Iterable[tuple[str, InputPath]] | None = None,
+                 *, flag: str = "--out", is_file: bool = False) -> Path:
+    """Check that `out` is safe and writable before any work; returns it resolved.
+
+    Args:
+        out: the output folder, or with `is_file` the output file (its folder is checked then).
+        inputs: option name -> input path (file or folder; None entries are skipped), as a
+            mapping or as (name, path) pairs when one option names several inputs.
+        flag: how the output is named in messages.
+        is_file: `out` is one file the command writes; inputs may then sit beside it, but the
+            file may not be an input nor lie inside an input folder.
+
+    Raises:
+        OutputError: the output and an input overlap, or the output folder cannot be written.
+    """
+    target = Path(out).expanduser().resolve()
+    pairs = inputs.items() if isinstance(inputs, Mapping) else (inputs or ())
+    for name, given in pairs:
+        if given is None:
+            continue
+        source = Path(given).expanduser().resolve()
+        if target == source:
+            raise OutputError(f"{flag} {out} is the same path as {name} {given}; write the output elsewhere")
+        if _within(target, source) and (source.is_dir() or not source.exists()):
+            raise OutputError(f"{flag} {out} is inside {name} {given}; nothing may be written into an input "
+                              f"folder: write the output elsewhere")
+        if not is_file and _within(source, target):
+            raise OutputError(f"{name} {given} is inside {flag} {out}; the output folder would overwrite or "
+                              f"delete it: write the output to a folder outside the inputs")
+    folder = target.parent if is_file else target
+    if is_file and target.is_dir():
+        raise OutputError(f"{flag} {out} is a folder; give a file name")
+    _check_writable(folder, flag, Path(out))
+    return target
+
+
+def _check_writable(folder: Path, flag: str, given: Path) -> None:
+    """Create `folder` and a probe file in it, then remove what was created: a refused or failed
+    command leaves no trace, and the command itself creates the folder when it writes."""
+    missing = [folder, *folder.parents]
+    missing = [path for path in missing if not path.exists()][::-1]  # outermost first
+    existing = missing[0].parent if missing else folder
+    if not existing.is_dir():
+        raise OutputError(f"{flag} {given}: {existing} exists and is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".augstudy-write-test-"):
+            pass
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise OutputError(f"{flag} {given}: cannot write to {folder} ({reason})") from None
+    finally:
+        for path in reversed(missing):
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
