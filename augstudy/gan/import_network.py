@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from augstudy.gan.cli_options import comma_list
+from augstudy.outputs import OutputError, check_output
 
 
 def import_network(pkl: Path, out: Path, classes: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -23,6 +24,10 @@ def import_network(pkl: Path, out: Path, classes: tuple[str, ...] = ()) -> dict[
 
     if out.exists():
         raise click.UsageError(f"--out {out}: already exists; remove it or choose another path.")
+    try:
+        check_output(out, {"PKL": pkl}, is_file=True)
+    except OutputError as error:
+        raise click.UsageError(str(error)) from None
     try:
         imported = import_network_pickle(pkl)
     except NetworkPickleError as error:
