@@ -43,7 +43,7 @@ ARM_NAMES = {"gan": "GAN images", "classic": "classic augmentation", "real": "re
              "synthetic-only": "synthetic images only"}
 METRIC_NAMES = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "sensitivity": "sensitivity",
                 "specificity": "specificity", "roc_auc": "ROC AUC", "f1": "F1", "test_loss": "test loss"}
-GROUP = ["arm", "ratio", "real_fraction"]
+REFERENCE_LABEL = "real only (0 %)"
 # A table row: (arm, ratio, real fraction, cell name, cell).
 TableRow = tuple[str, float, float, str, dict[str, Any]]
 
@@ -75,7 +75,7 @@ def curves_table(rows: Sequence[TableRow]) -> pd.DataFrame:
         if name in seen:
             continue
         seen.add(name)
-        label = level_label(arm, ratio, fraction) if cell["group"] != "baseline" else "real only (0 %)"
+        label = level_label(arm, ratio, fraction) if cell["group"] != "baseline" else REFERENCE_LABEL
         quantities = {"train cross-entropy": "cross_entropy", "validation cross-entropy": "val_cross_entropy"}
         monitor = cell.get("monitor", "")
         if monitor and monitor != "val_cross_entropy":
@@ -157,7 +157,7 @@ def bootstrap_summary(
                 "seed_t_ci_low": low, "seed_t_ci_high": high,
                 "std": float(np.std(point, ddof=1)) if len(point) > 1 else float("nan"),
                 "n_degenerate": int(group_rows["degenerate"].sum()),
-                "reference": "" if is_reference else "real only (0 %)",
+                "reference": "" if is_reference else REFERENCE_LABEL,
                 "test": "" if is_reference else f"two-sided {BOOTSTRAP_METHOD}",
                 "mean_difference": result.difference, "diff_ci_low": result.difference_ci[0],
                 "diff_ci_high": result.difference_ci[1], "p_value": result.p_value,
@@ -225,6 +225,13 @@ def answer_sentence(summary: pd.DataFrame, primary: str, positive: str, equivale
             listed = ", ".join(f"{r:g} %" for r in significant["ratio"])
             text += f"after Holm correction over {len(arm_rows)} ratio(s), better than 0 %: {listed}."
         parts.append(text)
+    curve = rows[rows["arm"] == "real"].sort_values("real_fraction")
+    if len(curve) > 1:
+        smallest, full = curve.iloc[0], curve.iloc[-1]
+        parts.append(f"Learning curve on real images only: with {smallest['n_real_per_class']:g} real train images "
+                     f"per class instead of {full['n_real_per_class']:g}, {name} is {smallest['mean']:.3f} "
+                     f"({_fmt(smallest['mean_difference'])}, interval {_fmt(smallest['diff_ci_low'])} to "
+                     f"{_fmt(smallest['diff_ci_high'])}).")
     synthetic = rows[rows["arm"] == "synthetic-only"]
     if not synthetic.empty:
         row = synthetic.iloc[0]
@@ -277,11 +284,11 @@ def write_report(
             add(curve, f"Learning curve: test {METRIC_NAMES[metric]} against real train images per class "
                        f"(real arm), with 95 % paired bootstrap intervals; dashed lines: GAN ratios, read off "
                        f"as real-image equivalents. {caption_tail}")
-    matrices = {}
-    for (arm, ratio, fraction), group in results.groupby(GROUP, sort=False):
+    matrices: dict[str, np.ndarray] = {}
+    for arm, ratio, fraction in dict.fromkeys((row[0], row[1], row[2]) for row in rows):
         cells = [row[4] for row in rows if (row[0], row[1], row[2]) == (arm, ratio, fraction)]
-        matrices[f"{level_label(arm, ratio, fraction)} ({len(cells)} seeds)"] = np.sum(
-            [cell["confusion_matrix"] for cell in cells], axis=0)
+        label = REFERENCE_LABEL if cells[0]["group"] == "baseline" else level_label(arm, ratio, fraction)
+        matrices.setdefault(f"{label} ({len(cells)} seeds)", np.sum([c["confusion_matrix"] for c in cells], axis=0))
     stem = figures / "confusion_matrices"
     plots.confusion_grid(matrices, rows[0][4]["class_names"], title, stem)
     add(stem, "Confusion matrices on the test set, counts summed over seeds, each row's share shaded.")
