@@ -53,7 +53,9 @@ def head_spec(name: str) -> HeadSpec:
 
 @dataclass(frozen=True)
 class FeatureStats:
-    """Per-feature mean and variance of a cell's training features."""
+    """Per-feature mean and variance of a cell's training features. A feature that is constant on
+    the training set (a dead ReLU unit, say) gets variance 1: it is only centred, so a test image on
+    which it happens to be non-zero is not blown up by 1 / sqrt(epsilon)."""
 
     mean: np.ndarray
     variance: np.ndarray
@@ -61,11 +63,15 @@ class FeatureStats:
     @classmethod
     def of(cls, features: np.ndarray) -> FeatureStats:
         features = np.asarray(features, dtype=np.float64)
-        return cls(features.mean(axis=0).astype(np.float32), features.var(axis=0).astype(np.float32))
+        variance = features.var(axis=0)
+        variance = np.where(variance > CONSTANT_VARIANCE, variance, 1.0)
+        return cls(features.mean(axis=0).astype(np.float32), variance.astype(np.float32))
 
 
 # Added to the variance before the square root; small, so standardisation is (nearly) exact.
 STANDARDISE_EPSILON = 1e-6
+# At or below this training variance a feature counts as constant.
+CONSTANT_VARIANCE = 1e-12
 
 
 def output_layer(n_classes: int) -> keras.layers.Layer:

@@ -125,3 +125,12 @@ def test_balanced_class_weight_lifts_the_minority_class() -> None:
         model, _ = train(train_x, train_y, valid_x, valid_y, schedule="fixed", max_epochs=15, class_weight=weights)
         sensitivity[name] = classification_metrics(test_y, predict_proba(model, ArraySource(test_x), 2), 1)["sensitivity"]
     assert sensitivity["balanced"] > sensitivity["none"] + 0.2
+
+
+def test_a_feature_constant_on_the_training_set_is_centred_not_amplified() -> None:
+    features = np.array([[1.0, 0.0], [5.0, 0.0]], dtype=np.float32)
+    stats = FeatureStats.of(features)
+    assert stats.mean.tolist() == [3.0, 0.0] and stats.variance.tolist() == [4.0, 1.0]
+    model = build_head("compact", 2, 2, stats)
+    out = np.asarray(model.get_layer("standardise")(np.array([[5.0, 0.5]], dtype=np.float32)))
+    np.testing.assert_allclose(out, [[1.0, 0.5]], atol=1e-5)
