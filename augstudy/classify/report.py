@@ -300,6 +300,7 @@ def write_report(
     answer = {
         "primary_metric": primary, "positive_class": positive, "sentence": sentence, "warnings": list(warnings),
         "figures": listed, "interval": BOOTSTRAP_METHOD, "bootstrap_replicates": options.bootstrap,
+        "arms": list(options.arms), "title": title, "weights": str(results["weights"].iloc[0]),
         "real_equivalents": [{key: (value if not isinstance(value, float) or np.isfinite(value) else str(value))
                               for key, value in item.items()} for item in equivalents],
     }

@@ -130,6 +130,7 @@ def test_summary_has_bootstrap_intervals_paired_differences_and_a_primary_metric
 def test_answer_json_states_the_answer_and_lists_embeddable_figures(sweep) -> None:
     answer = json.loads((sweep["out"] / "answer.json").read_text())
     assert answer["primary_metric"] == "balanced_accuracy" and answer["positive_class"] == "tumour"
+    assert answer["arms"] == ARMS.split(",") and answer["weights"] == "random-init backbone"
     sentence = answer["sentence"]
     assert "balanced accuracy" in sentence and "0 %" in sentence and "Holm" in sentence
     assert "Real-image equivalents" in sentence and "synthetic images only" in sentence
