@@ -98,6 +98,9 @@ def test_every_arm_is_paired_on_the_same_seeds_and_real_test_images(sweep) -> No
     assert len(test_images) == 1
     images = json.loads(test_images.pop())
     assert all(image.startswith("images/test/") for image in images)  # real, from the prepared folder
+    valid = {json.dumps(cell["valid_images"]) for cell in cells.values()}
+    assert len(valid) == 1 and all(image.startswith("images/valid/") for image in json.loads(valid.pop()))
+    assert {cell["n_valid"] for cell in cells.values()} == {6}
     assert sorted({cell["seed"] for cell in cells.values()}) == [0, 1]
     for group in ("ratio-100", "classic_ratio-100", "real_fraction-050", "synthetic-only"):
         assert {cells[f"{group}_seed-0{seed}"]["seed"] for seed in (0, 1)} == {0, 1}
