@@ -21,7 +21,7 @@ from augstudy.cache import cache_root
 from augstudy.classify.images import Geometry, ViewParams, load_view
 from stylegan2ada.io import atomic_open, atomic_write_json
 
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2
 
 
 def default_cache_dir() -> Path:
@@ -38,6 +38,16 @@ class ImageRef:
     view: int = 0
 
 
+def library_versions(keras_backend: str) -> str:
+    """Keras's and its backend's versions: a feature (and a random-init backbone drawn from a seed)
+    is only reproducible within them, so they are part of the cache key."""
+    import importlib
+
+    keras = importlib.import_module("keras")
+    backend = importlib.import_module({"tensorflow": "tensorflow", "torch": "torch", "jax": "jax"}[keras_backend])
+    return f"keras-{keras.__version__}+{keras_backend}-{backend.__version__}"
+
+
 @dataclass(frozen=True)
 class FeatureSpec:
     """Everything besides the image that determines a feature vector."""
@@ -47,6 +57,7 @@ class FeatureSpec:
     input_size: int
     preprocessing: str
     keras_backend: str
+    library_versions: str = ""  # see `library_versions`
     format_version: int = CACHE_FORMAT_VERSION
 
     def digest(self) -> str:

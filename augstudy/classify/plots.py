@@ -1,7 +1,8 @@
 """The sweep's figures (seaborn, Agg backend), each written as PNG and SVG.
 
-Error bars are the same t-based 95 % CI as summary.csv rather than seaborn's bootstrap, so the
-figure and the table agree. Degenerate runs are drawn as crosses, not hidden.
+Error bars are the same paired-bootstrap 95 % intervals as summary.csv (test images x seeds), and
+the legend says so, so the figure and the table agree. Degenerate runs are drawn as crosses, not
+hidden.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from stylegan2ada.io import atomic_open
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-METRIC_LABELS = {"accuracy": "test accuracy", "balanced_accuracy": "test balanced accuracy"}
+METRIC_LABELS = {"balanced_accuracy": "balanced accuracy", "roc_auc": "ROC AUC", "test_loss": "loss", "f1": "F1"}
 
 
 def _pyplot():
@@ -44,62 +45,119 @@ def save_figure(figure: Figure, stem: Path) -> list[Path]:
     return paths
 
 
-def metric_vs_ratio(results: pd.DataFrame, summary: pd.DataFrame, metric: str, title: str, stem: Path) -> list[Path]:
-    """Mean `metric` per synthetic % with its 95 % CI, and every seed as a point."""
-    import seaborn as sns
+ARM_STYLES = {"gan": ("tab:blue", "o"), "classic": ("tab:orange", "s"), "real": ("tab:green", "^"),
+              "synthetic-only": ("tab:purple", "D")}
+INTERVAL_LABEL = "95 % paired bootstrap interval (test images x seeds)"
 
+
+def _bars(rows: pd.DataFrame) -> np.ndarray:
+    means = rows["mean"].to_numpy(float)
+    return np.nan_to_num(np.vstack([means - rows["ci_low"].to_numpy(float), rows["ci_high"].to_numpy(float) - means]))
+
+
+def arms_vs_added(results: pd.DataFrame, summary: pd.DataFrame, metric: str, title: str, stem: Path) -> list[Path]:
+    """Mean `metric` per added % with its bootstrap interval, one line per augmentation arm (gan,
+    classic), every seed as a point (degenerate runs as crosses); the synthetic-only arm as a
+    dotted level with its interval as a band."""
     plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(6, 4))
-    rows = summary[summary["metric"] == metric].sort_values("ratio")
-    ratios = rows["ratio"].to_numpy(dtype=float)
-    means = rows["mean"].to_numpy(dtype=float)
-    errors = np.vstack([means - rows["ci_low"].to_numpy(float), rows["ci_high"].to_numpy(float) - means])
-    axis.errorbar(ratios, means, yerr=np.nan_to_num(errors), fmt="o-", color="black", capsize=4,
-                  label="mean, 95% CI (t)", zorder=3)
-    points = results.assign(kind=np.where(results["degenerate"], "degenerate run", "run"))
-    spread = (np.ptp(ratios) if len(ratios) > 1 else 1.0) * 0.015
-    jitter = np.random.default_rng(0).uniform(-spread, spread, len(points))
-    sns.scatterplot(
-        x=points["ratio"].to_numpy(float) + jitter, y=points[metric].to_numpy(float), hue=points["kind"],
-        style=points["kind"], markers={"run": "o", "degenerate run": "X"},
-        palette={"run": "tab:blue", "degenerate run": "tab:red"}, alpha=0.6, ax=axis, zorder=2,
-    )
-    axis.set_xticks(ratios)
-    axis.set_xlabel("synthetic images added (% of real train count per class)")
-    axis.set_ylabel(METRIC_LABELS.get(metric, metric))
+    figure, axis = plt.subplots(figsize=(6.5, 4.2))
+    rows = summary[summary["metric"] == metric]
+    ratios = sorted(results.loc[results["arm"].isin(["gan", "classic"]), "ratio"].unique())
+    spread = (np.ptp(ratios) if len(ratios) > 1 else 100.0) * 0.012
+    for offset, arm in enumerate(arm for arm in ("gan", "classic") if arm in set(rows["arm"])):
+        colour, marker = ARM_STYLES[arm]
+        arm_rows = rows[rows["arm"] == arm].sort_values("ratio")
+        shift = (offset - 0.5) * spread if "classic" in set(rows["arm"]) and "gan" in set(rows["arm"]) else 0.0
+        x = arm_rows["ratio"].to_numpy(float) + shift
+        axis.errorbar(x, arm_rows["mean"], yerr=_bars(arm_rows), fmt=f"{marker}-", color=colour, capsize=4,
+                      label=f"{arm}: mean over seeds, {INTERVAL_LABEL}", zorder=3)
+        points = results[results["arm"] == arm]
+        jitter = np.random.default_rng(offset).uniform(-spread / 2, spread / 2, len(points))
+        normal = ~points["degenerate"].astype(bool).to_numpy()
+        px = points["ratio"].to_numpy(float) + shift + jitter
+        py = points[metric].to_numpy(float)
+        axis.scatter(px[normal], py[normal], color=colour, alpha=0.35, s=14, zorder=2)
+        axis.scatter(px[~normal], py[~normal], color="tab:red", marker="x", s=24, zorder=2)
+    synthetic = rows[rows["arm"] == "synthetic-only"]
+    if not synthetic.empty:
+        row = synthetic.iloc[0]
+        axis.axhline(row["mean"], color=ARM_STYLES["synthetic-only"][0], linestyle=":",
+                     label="synthetic only (no real train images), with its interval")
+        axis.axhspan(row["ci_low"], row["ci_high"], color=ARM_STYLES["synthetic-only"][0], alpha=0.1)
+    if results["degenerate"].astype(bool).any():
+        axis.scatter([], [], color="tab:red", marker="x", label="degenerate run (one class predicted, or "
+                                                                 "train fitted while test at chance)")
+    if ratios:
+        axis.set_xticks(ratios)
+    axis.set_xlabel("images added (% of the real train count per class)")
+    axis.set_ylabel(f"test {METRIC_LABELS.get(metric, metric.replace('_', ' '))}")
     axis.set_title(title, fontsize=9)
-    axis.legend(fontsize=8)
+    axis.legend(fontsize=7, loc="best")
     return save_figure(figure, stem)
 
 
-def confusion(matrix: np.ndarray, class_names: Sequence[str], title: str, stem: Path) -> list[Path]:
-    """A confusion matrix (counts summed over seeds) with each row's share annotated."""
+def learning_curve(summary: pd.DataFrame, metric: str, equivalents: Sequence[dict], title: str,
+                   stem: Path) -> list[Path]:
+    """The real arm's `metric` against real train images per class, with bootstrap intervals, and
+    each GAN ratio's mean as a dashed level labelled with its real-image equivalent."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6.5, 4.2))
+    rows = summary[(summary["arm"] == "real") & (summary["metric"] == metric)].sort_values("real_fraction")
+    colour, marker = ARM_STYLES["real"]
+    axis.errorbar(rows["n_real_per_class"], rows["mean"], yerr=_bars(rows), fmt=f"{marker}-", color=colour,
+                  capsize=4, label=f"real images only: mean over seeds, {INTERVAL_LABEL}")
+    colours = plt.get_cmap("Blues")(np.linspace(0.45, 0.95, max(len(equivalents), 1)))
+    for item, line_colour in zip(equivalents, colours):
+        axis.axhline(item["value"], color=line_colour, linestyle="--",
+                     label=f"+{item['ratio']:g} % GAN: {item['words']}")
+    axis.set_xlabel("real train images per class")
+    axis.set_ylabel(f"test {METRIC_LABELS.get(metric, metric.replace('_', ' '))}")
+    axis.set_title(title, fontsize=9)
+    axis.legend(fontsize=7, loc="best")
+    return save_figure(figure, stem)
+
+
+def confusion_grid(matrices: dict[str, np.ndarray], class_names: Sequence[str], title: str, stem: Path) -> list[Path]:
+    """One confusion matrix per cell group (counts summed over seeds), each row's share shaded."""
     import seaborn as sns
 
     plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(4.5, 4))
-    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    labels = np.array([[f"{count}\n{share:.0%}" for count, share in zip(row, share_row)]
-                       for row, share_row in zip(matrix, shares)])
-    sns.heatmap(shares, annot=labels, fmt="", cmap="Blues", vmin=0, vmax=1, cbar=False,
-                xticklabels=class_names, yticklabels=class_names, ax=axis)
-    axis.set_xlabel("predicted")
-    axis.set_ylabel("true")
-    axis.set_title(title, fontsize=9)
+    columns = min(4, len(matrices))
+    lines = -(-len(matrices) // columns)
+    figure, axes = plt.subplots(lines, columns, figsize=(3.2 * columns, 3.0 * lines), squeeze=False)
+    for axis, (label, matrix) in zip(axes.ravel(), matrices.items()):
+        matrix = np.asarray(matrix)
+        shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+        annotations = np.array([[f"{count}\n{share:.0%}" for count, share in zip(row, share_row)]
+                                for row, share_row in zip(matrix, shares)])
+        sns.heatmap(shares, annot=annotations, fmt="", cmap="Blues", vmin=0, vmax=1, cbar=False,
+                    xticklabels=class_names, yticklabels=class_names, ax=axis)
+        axis.set_xlabel("predicted")
+        axis.set_ylabel("true")
+        axis.set_title(label, fontsize=8)
+    for axis in axes.ravel()[len(matrices):]:
+        axis.axis("off")
+    figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
     return save_figure(figure, stem)
 
 
 def training_curves(curves: pd.DataFrame, title: str, stem: Path) -> list[Path]:
-    """Train and validation loss per epoch: one panel each, a line per seed, a colour per ratio.
+    """Per quantity (train and validation cross-entropy, and the monitored metric when it is another)
+    a panel with a line per seed and a colour per cell; a dot marks the epoch whose weights were kept.
 
-    `curves` is long form with columns ratio, seed, epoch, subset ("train"/"validation"), loss."""
+    `curves` is long form with columns cell, seed, epoch, quantity, value, best_epoch."""
     import seaborn as sns
 
     _pyplot()
     grid = sns.relplot(
-        data=curves, x="epoch", y="loss", hue="ratio", units="seed", estimator=None, col="subset",
-        kind="line", palette="viridis", height=3.5, aspect=1.2, alpha=0.7,
-        facet_kws={"sharey": True},
+        data=curves, x="epoch", y="value", hue="cell", units="seed", estimator=None, col="quantity",
+        kind="line", palette="viridis", height=3.3, aspect=1.1, alpha=0.7, facet_kws={"sharey": False},
     )
+    kept = curves[curves["epoch"] == curves["best_epoch"]]
+    for quantity, axis in grid.axes_dict.items():
+        chosen = kept[kept["quantity"] == quantity]
+        axis.scatter(chosen["epoch"], chosen["value"], color="black", s=10, zorder=3)
+    grid.set_titles("{col_name}")
     grid.figure.suptitle(title, fontsize=9, y=1.03)
     return save_figure(grid.figure, stem)

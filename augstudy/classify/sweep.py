@@ -1,9 +1,21 @@
-"""`augstudy sweep`: a classifier trained for every (synthetic ratio, seed) cell.
+"""`augstudy sweep`: a classifier trained for every (arm, level, seed) cell.
 
-Backbone features of every image (and augmented view) the sweep needs are computed once through
-the feature cache; each cell then trains only the head. Each finished cell is written atomically
-to RESULTS/cells/ and skipped when the sweep runs again, and results.csv, summary.csv and the
-figures are rebuilt from the cells of the requested grid at the end of every run.
+Arms (`--arms`, default `gan`), every one with the same seeds and real validation and test sets:
+- `gan`: the real train set plus r % synthetic images per class (`--ratios`);
+- `classic`: the real train set plus r % classically augmented copies of real train images of
+  the same class (`augstudy.classify.classic`), so GAN and classic augmentation compare at equal
+  added counts;
+- `real`: a learning curve on real data only, `--real-fractions` % of each class's real train
+  images, nested per seed (the 50 % images are among the 75 % ones);
+- `synthetic-only`: as many synthetic images per class as the real train set has and no real
+  ones, tested on real images (the generator's classification accuracy score).
+The 0 % cell of `gan` and `classic` and the 100 % cell of `real` are the same classifier (the
+real train set alone); it is trained once, as `ratio-000_seed-NN`, and is every arm's reference.
+
+Backbone features of every image (and augmented view) are computed once through the feature
+cache; each cell then trains only the head. Each finished cell is written atomically to
+RESULTS/cells/ and skipped when the sweep runs again; results.csv, summary.csv, answer.json and
+the figures are rebuilt from the cells of the requested grid at the end of every run.
 """
 
 from __future__ import annotations
@@ -32,6 +44,8 @@ from augstudy.classify.backbones import (
     parse_weights,
 )
 from augstudy.classify.backend import KERAS_BACKENDS, KerasBackendError, import_keras, resolve_keras_backend
+from augstudy.classify.checks import data_warnings
+from augstudy.classify.classic import ClassicRecipe, classic_pool, copies_per_image
 from augstudy.classify.data import SPLITS, DataError, LabelledImage, PreparedData, read_pool, read_prepared
 from augstudy.classify.features import (
     FeatureCache,
@@ -40,18 +54,33 @@ from augstudy.classify.features import (
     InputPipeline,
     cached_features,
     default_cache_dir,
+    library_versions,
 )
-from augstudy.classify.heads import HEADS, HeadSpec, build_head, compile_classifier, head_spec
+from augstudy.classify.heads import HEADS, FeatureStats, HeadSpec, build_head, compile_classifier, head_spec
 from augstudy.classify.images import IMAGE_PIPELINE_ID, ImageReadError, ViewParams, prepared_geometry
-from augstudy.classify.metrics import classification_metrics, confusion_matrix, degenerate_reason
-from augstudy.classify.mixing import PoolTooSmallError, check_pool, sample_synthetic, synthetic_counts
+from augstudy.classify.metrics import (
+    METRICS,
+    classification_metrics,
+    confusion_matrix,
+    degenerate_reason,
+    positive_class,
+)
+from augstudy.classify.mixing import (
+    PoolTooSmallError,
+    check_pool,
+    sample_synthetic,
+    synthetic_count,
+    synthetic_counts,
+)
 from augstudy.classify.saved import ClassifierInfo, save_classifier
-from augstudy.classify.stats import PAIRED_TESTS
 from augstudy.classify.train import (
+    MONITORS,
+    SCHEDULES,
     ArraySource,
     BatchSource,
     ImageSource,
     TrainSettings,
+    balanced_class_weight,
     end_to_end_model,
     fit,
     label_array,
@@ -67,6 +96,10 @@ if TYPE_CHECKING:
     import keras
 
 SAVE_MODELS = ("none", "first-seed", "all")
+ARMS = ("gan", "classic", "real", "synthetic-only")
+CLASS_WEIGHTS = ("none", "balanced")
+# Fewer replicates than this give percentile intervals too coarse to read.
+MIN_BOOTSTRAP = 100
 
 
 class SweepError(RuntimeError):
@@ -87,24 +120,32 @@ class SweepOptions:
     pool: Path | None = None
     ratios: tuple[float, ...] = (0, 25, 50, 75, 100)
     seeds: int = ranged(5, low=1, integer=True)
+    arms: tuple[str, ...] = ("gan",)
+    real_fractions: tuple[float, ...] = (25, 50, 75, 100)
     split: str | None = None  # default: prepare's own --split
     backbone: str = "resnet50"
     weights: str = "imagenet"  # imagenet | none | PATH
     head: str = "compact"
     input_size: int | None = ranged(None, low=32, integer=True)  # default: the backbone's
+    schedule: str = "plateau"
+    monitor: str = "cross_entropy"
     epochs: int | None = ranged(None, low=1, integer=True)  # defaults: the head's schedule
     batch_size: int | None = ranged(None, low=1, integer=True)
     learning_rate: float | None = ranged(None, low=0, low_open=True)
-    patience: int | None = ranged(None, low=1, integer=True)
+    patience: int | None = ranged(None, low=1, integer=True)  # no early stopping: --schedule fixed
+    class_weight: str = "none"
     aug_views: int = ranged(0, low=0, integer=True)
     aug_seed: int = ranged(0, low=0, integer=True)
+    classic_seed: int = ranged(0, low=0, integer=True)
     finetune: bool = False
     feature_cache: bool = True  # False: re-run the frozen backbone every step (benchmarks only)
     keras_backend: str | None = None  # default: $KERAS_BACKEND, else tensorflow
     cache_dir: Path | None = None  # default: <augstudy cache>/classifier-features
     feature_batch_size: int = ranged(32, low=1, integer=True)
-    paired_test: str = "t"
-    positive_class: str | None = None  # default: the second class in sorted order
+    primary: str = "balanced_accuracy"
+    bootstrap: int = ranged(2000, low=MIN_BOOTSTRAP, integer=True)
+    bootstrap_seed: int = ranged(0, low=0, integer=True)
+    positive_class: str | None = None  # default: see metrics.positive_class
     save_models: str = "first-seed"
     progress: bool = True
 
@@ -115,55 +156,149 @@ class SweepOptions:
 
 
 @dataclass(frozen=True)
+class CellKey:
+    """One trained classifier: `group` is "baseline" (the real train set alone), "gan", "classic",
+    "real" or "synthetic-only"; `level` the added % (gan, classic), the real fraction % (real) or
+    100 (synthetic-only)."""
+
+    group: str
+    level: float
+    seed: int
+
+    @property
+    def name(self) -> str:
+        level, seed = report.ratio_label(self.level), f"seed-{self.seed:02d}"
+        return {
+            "baseline": f"ratio-000_{seed}", "gan": f"ratio-{level}_{seed}",
+            "classic": f"classic_ratio-{level}_{seed}", "real": f"real_fraction-{level}_{seed}",
+            "synthetic-only": f"synthetic-only_{seed}",
+        }[self.group]
+
+
+def cell_key(arm: str, level: float, seed: int) -> CellKey:
+    """The cell an (arm, level) row reads: the real-only classifier is shared by every arm."""
+    if (arm in ("gan", "classic") and level == 0) or (arm == "real" and level == 100):
+        return CellKey("baseline", 0, seed)
+    return CellKey(arm, level, seed)
+
+
+def cell_name(ratio: float, seed: int) -> str:
+    return cell_key("gan", ratio, seed).name
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of results.csv: an arm's level, read from a (possibly shared) cell."""
+
+    arm: str
+    ratio: float  # synthetic or classic images added, % of the real train count per class
+    real_fraction: float  # % of each class's real train images used
+    key: CellKey
+
+
+def grid_rows(options: SweepOptions) -> list[Row]:
+    rows = []
+    for arm in options.arms:
+        for seed in range(options.seeds):
+            if arm in ("gan", "classic"):
+                rows += [Row(arm, ratio, 100, cell_key(arm, ratio, seed)) for ratio in options.ratios]
+            elif arm == "real":
+                rows += [Row(arm, 0, fraction, cell_key(arm, fraction, seed)) for fraction in options.real_fractions]
+            else:
+                rows.append(Row(arm, 100, 0, cell_key(arm, 100, seed)))
+    return rows
+
+
+@dataclass(frozen=True)
 class SweepOutcome:
     out: Path
-    trained: list[tuple[float, int]]
-    skipped: list[tuple[float, int]]
+    trained: list[CellKey]
+    skipped: list[CellKey]
     features_computed: int
     feature_seconds: float  # the backbone pass of the feature cache (0 when everything was cached)
     written: dict[str, Path]
+    sentence: str
+    warnings: list[str]
 
 
-def parse_ratios(text: str) -> tuple[float, ...]:
+def parse_ratios(text: str, option: str = "--ratios") -> tuple[float, ...]:
     """"0,25,50" -> (0, 25, 50): percentages >= 0, no repeats; whole numbers stay ints."""
     try:
         values = [float(part) for part in text.split(",") if part.strip()]
     except ValueError as error:
-        raise click.BadParameter(f"{text!r}: give comma-separated percentages such as 0,25,50,75,100") from error
+        raise click.BadParameter(f"{text!r}: give comma-separated percentages such as 0,25,50,75,100",
+                                 param_hint=option) from error
     if not values or any(value < 0 for value in values) or len(set(values)) != len(values):
-        raise click.BadParameter(f"{text!r}: give distinct percentages >= 0, such as 0,25,50,75,100")
+        raise click.BadParameter(f"{text!r}: give distinct percentages >= 0, such as 0,25,50,75,100",
+                                 param_hint=option)
     return tuple(int(value) if value.is_integer() else value for value in values)
 
 
-def cell_name(ratio: float, seed: int) -> str:
-    return f"ratio-{report.ratio_label(ratio)}_seed-{seed:02d}"
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise SweepError(message)
+
+
+def _check_choice(option: str, value: str, choices: Sequence[str]) -> None:
+    _require(value in choices, f"{option} {value!r}: choose one of {', '.join(choices)}")
 
 
 def resolve_options(options: SweepOptions, data: PreparedData) -> SweepOptions:
-    """Fill every None default, so sweep_options.json records what actually ran."""
+    """Reject what makes no sense and fill every None default (with `is None`, so an explicit 0 is
+    never replaced), so sweep_options.json records what actually ran."""
     spec, head = backbone_spec(options.backbone), head_spec(options.head)
-    if options.save_models not in SAVE_MODELS:
-        raise SweepError(f"--save-models {options.save_models!r}: choose one of {', '.join(SAVE_MODELS)}")
-    if options.paired_test not in PAIRED_TESTS:
-        raise SweepError(f"--paired-test {options.paired_test!r}: choose one of {', '.join(PAIRED_TESTS)}")
-    if any(ratio > 0 for ratio in options.ratios) and options.pool is None:
-        raise SweepError("ratios above 0 need --pool (a folder of <class>/*.png synthetic images)")
-    positive = options.positive_class or data.class_names[1]
-    if positive not in data.class_names:
-        raise SweepError(f"--positive-class {positive!r} is not one of {', '.join(data.class_names)}")
+    arms = tuple(options.arms)
+    ratios = tuple(options.ratios)
+    _check_choice("--save-models", options.save_models, SAVE_MODELS)
+    _check_choice("--schedule", options.schedule, tuple(SCHEDULES))
+    _check_choice("--monitor", options.monitor, tuple(MONITORS))
+    _check_choice("--primary", options.primary, METRICS)
+    _check_choice("--class-weight", options.class_weight, CLASS_WEIGHTS)
+    _require(bool(arms) and len(set(arms)) == len(arms) and all(arm in ARMS for arm in arms),
+             f"--arms {','.join(arms)}: give distinct arms out of {', '.join(ARMS)}")
+    if any(arm in ("gan", "classic") for arm in arms):
+        _require(0 in ratios, f"--ratios {','.join(map(str, ratios))}: include 0, the real-only reference "
+                              "every ratio is compared with")
+    fractions = tuple(options.real_fractions)
+    _require(bool(fractions) and all(0 < f <= 100 for f in fractions) and len(set(fractions)) == len(fractions),
+             f"--real-fractions {','.join(map(str, fractions))}: give distinct percentages in (0, 100]")
+    if 100 not in fractions:
+        fractions = (*fractions, 100)  # the full real train set: the curve's end and the reference
+    fractions = tuple(sorted(fractions))
+    needs_pool = ("gan" in arms and any(ratio > 0 for ratio in ratios)) or "synthetic-only" in arms
+    _require(not needs_pool or options.pool is not None,
+             "the gan arm above 0 % and the synthetic-only arm need --pool (a folder of <class>/*.png "
+             "synthetic images)")
+    positive = positive_class(data.class_names, options.positive_class)
+    _require(positive in data.class_names,
+             f"--positive-class {positive!r} is not one of {', '.join(data.class_names)}")
     return dataclasses.replace(
         options,
+        arms=arms, ratios=ratios, real_fractions=fractions,
         split=data.split,
-        input_size=options.input_size or spec.input_size,
-        epochs=options.epochs or head.max_epochs,
-        batch_size=options.batch_size or head.batch_size,
-        learning_rate=options.learning_rate or head.learning_rate,
-        patience=options.patience or head.patience,
+        input_size=spec.input_size if options.input_size is None else options.input_size,
+        epochs=head.max_epochs if options.epochs is None else options.epochs,
+        batch_size=head.batch_size if options.batch_size is None else options.batch_size,
+        learning_rate=head.learning_rate if options.learning_rate is None else options.learning_rate,
+        patience=head.patience if options.patience is None else options.patience,
         keras_backend=resolve_keras_backend(options.keras_backend),
-        cache_dir=Path(options.cache_dir) if options.cache_dir else default_cache_dir(),
+        cache_dir=default_cache_dir() if options.cache_dir is None else Path(options.cache_dir),
         positive_class=positive,
         feature_cache=options.feature_cache and not options.finetune,
     )
+
+
+def nested_real_subset(train: Sequence[LabelledImage], n_classes: int, fraction: float, seed: int) -> list[LabelledImage]:
+    """`fraction` % of each class's real train images (at least 1), in file order: a seeded
+    permutation per (seed, class) of which the first round(fraction % x n) are kept, so for one
+    seed smaller fractions are subsets of larger ones."""
+    kept: set[int] = set()
+    for label in range(n_classes):
+        members = [index for index, item in enumerate(train) if item.label == label]
+        order = np.random.default_rng([seed, label, 0x5EA1]).permutation(len(members))
+        count = max(1, synthetic_count(fraction, len(members)))
+        kept.update(members[i] for i in order[:count])
+    return [item for index, item in enumerate(train) if index in kept]
 
 
 class Sweep:
@@ -175,12 +310,14 @@ class Sweep:
         self.pool = pool
         self.class_names = data.class_names
         self.n_classes = len(data.class_names)
-        self.positive = data.class_names.index(options.positive_class)
+        self.positive = data.class_names.index(str(options.positive_class))
         self.backbone_spec: BackboneSpec = backbone_spec(options.backbone)
         self.head_spec: HeadSpec = head_spec(options.head)
         self.weights: WeightsChoice = parse_weights(options.weights, self.backbone_spec)
         self.views = ViewParams(seed=options.aug_seed)
-        self.input_size = int(options.input_size)
+        self.recipe = ClassicRecipe(seed=options.classic_seed)
+        self.classic: dict[str, list[ImageRef]] = {}
+        self.input_size = int(options.input_size)  # type: ignore[arg-type]
         self.backend = str(options.keras_backend)
         self.features: dict[tuple[str, int], np.ndarray] = {}
         self.features_computed = 0
@@ -191,20 +328,25 @@ class Sweep:
 
     # ---- identity ---------------------------------------------------------------------------
 
-    def fingerprint(self) -> dict[str, Any]:
-        """Everything that changes a cell's result besides its ratio and seed."""
-        pool_digest = hashlib.sha256(
-            json.dumps({name: [ref.sha256 for ref in refs] for name, refs in self.pool.items()}).encode()
-        ).hexdigest()
-        option_keys = ("split", "backbone", "head", "input_size", "epochs", "batch_size", "learning_rate",
-                       "patience", "aug_views", "aug_seed", "finetune", "keras_backend", "positive_class")
-        return {
+    def fingerprint(self, group: str) -> dict[str, Any]:
+        """Everything that changes a cell of `group` besides its level and seed."""
+        option_keys = ("split", "backbone", "head", "input_size", "schedule", "monitor", "epochs", "batch_size",
+                       "learning_rate", "patience", "class_weight", "aug_views", "aug_seed", "finetune",
+                       "keras_backend")
+        common = {
             **{key: getattr(self.options, key) for key in option_keys},
             "weights": self.weights.cache_id,
             "manifest_sha256": sha256_file(self.data.root / "manifest.csv"),
-            "pool_sha256": pool_digest,
             "class_names": list(self.class_names),
+            "image_pipeline": IMAGE_PIPELINE_ID,
         }
+        if group in ("gan", "synthetic-only"):
+            common["pool_sha256"] = hashlib.sha256(
+                json.dumps({name: [ref.sha256 for ref in refs] for name, refs in self.pool.items()}).encode()
+            ).hexdigest()
+        if group == "classic":
+            common["classic_recipe"] = self.recipe.recipe_id()
+        return common
 
     @property
     def title(self) -> str:
@@ -216,22 +358,37 @@ class Sweep:
             backbone=self.backbone_spec.name, weights_id=self.weights.cache_id, input_size=self.input_size,
             preprocessing=f"{self.geometry.id}+keras.applications.{self.backbone_spec.preprocess_module}"
                           ".preprocess_input",
-            keras_backend=self.backend,
+            keras_backend=self.backend, library_versions=library_versions(self.backend),
         )
 
     # ---- inputs -----------------------------------------------------------------------------
 
-    def training_items(self, ratio: float, seed: int) -> tuple[list[LabelledImage], list[LabelledImage]]:
-        """(real, synthetic) training images of a cell, each repeated for its augmented views."""
-        counts = synthetic_counts(ratio, self.data.real_counts())
-        synthetic = [LabelledImage(ref, label) for ref, label in
-                     sample_synthetic(self.pool, counts, self.class_names, seed)]
+    def prepare_classic(self) -> None:
+        """The classic arm's augmented copies, written once under RESULTS/classic/."""
+        if "classic" in self.options.arms and max(self.options.ratios) > 0:
+            digest = hashlib.sha256(self.recipe.recipe_id().encode()).hexdigest()[:8]
+            self.classic = classic_pool(self.data.subsets["train"], self.class_names,
+                                        Path(self.options.out) / "classic" / digest,
+                                        copies_per_image(max(self.options.ratios)), self.recipe)
+
+    def training_items(self, key: CellKey) -> tuple[list[LabelledImage], list[LabelledImage]]:
+        """(real, added) training images of a cell, each repeated for its augmented views."""
+        train = self.data.subsets["train"]
+        real, added = list(train), []
+        if key.group == "real":
+            real = nested_real_subset(train, self.n_classes, key.level, key.seed)
+        elif key.group in ("gan", "classic"):
+            source = self.pool if key.group == "gan" else self.classic
+            counts = synthetic_counts(key.level, self.data.real_counts())
+            added = [LabelledImage(ref, label) for ref, label in
+                     sample_synthetic(source, counts, self.class_names, key.seed)]
+        elif key.group == "synthetic-only":
+            real = []
+            added = [LabelledImage(ref, label) for ref, label in
+                     sample_synthetic(self.pool, self.data.real_counts(), self.class_names, key.seed)]
         expand = range(self.options.aug_views + 1)
-        real = [LabelledImage(dataclasses.replace(item.ref, view=view), item.label)
-                for item in self.data.subsets["train"] for view in expand]
-        synthetic = [LabelledImage(dataclasses.replace(item.ref, view=view), item.label)
-                     for item in synthetic for view in expand]
-        return real, synthetic
+        return ([LabelledImage(dataclasses.replace(item.ref, view=view), item.label) for item in real for view in expand],
+                [LabelledImage(dataclasses.replace(item.ref, view=view), item.label) for item in added for view in expand])
 
     def backbone(self) -> keras.Model:
         """The frozen backbone, built on first use (a fully cached sweep never needs it)."""
@@ -239,21 +396,25 @@ class Sweep:
             self.frozen_backbone = build_backbone(self.backbone_spec, self.weights, self.input_size)
         return self.frozen_backbone
 
-    def precompute_features(self, cells: Sequence[tuple[float, int]]) -> None:
-        """One backbone pass over every (image, view) any of `cells` needs that is not cached."""
+    def precompute_features(self, keys: Sequence[CellKey]) -> None:
+        """One backbone pass over every (image, view) any of `keys` needs that is not cached. The
+        features also give each cell's standardisation, so this runs on every path."""
         refs = [item.ref for subset in ("valid", "test") for item in self.data.subsets[subset]]
-        for ratio, seed in cells:
-            real, synthetic = self.training_items(ratio, seed)
-            refs.extend(item.ref for item in real + synthetic)
-        cache = FeatureCache(Path(self.options.cache_dir), self.feature_spec(), self.views)
+        for key in keys:
+            real, added = self.training_items(key)
+            refs.extend(item.ref for item in real + added)
+        cache = FeatureCache(Path(self.options.cache_dir), self.feature_spec(), self.views)  # type: ignore[arg-type]
         self.features, self.features_computed = cached_features(
-            refs, lambda batch: self.backbone().predict_on_batch(batch), self.pipeline, cache, self.options.feature_batch_size,
-            progress=self.options.progress,
+            refs, lambda batch: self.backbone().predict_on_batch(batch), self.pipeline, cache,
+            self.options.feature_batch_size, progress=self.options.progress,
         )
+
+    def feature_rows(self, items: Sequence[LabelledImage]) -> np.ndarray:
+        return np.stack([self.features[(item.ref.sha256, item.ref.view)] for item in items])
 
     def source(self, items: Sequence[LabelledImage]) -> BatchSource:
         if self.options.feature_cache:
-            return ArraySource(np.stack([self.features[(item.ref.sha256, item.ref.view)] for item in items]))
+            return ArraySource(self.feature_rows(items))
         return ImageSource([item.ref for item in items], self.pipeline)
 
     def labels(self, items: Sequence[LabelledImage]) -> np.ndarray:
@@ -261,7 +422,7 @@ class Sweep:
 
     # ---- one cell ---------------------------------------------------------------------------
 
-    def model_for_cell(self, seed: int) -> keras.Model:
+    def model_for_cell(self, seed: int, stats: FeatureStats) -> keras.Model:
         """The model a cell trains, in its seeded initial state: the head alone on cached features,
         else backbone + head. With a frozen backbone the first cell's compiled model is reset and
         reused by the next cells (same result as a new one, without re-tracing it)."""
@@ -271,13 +432,10 @@ class Sweep:
             backbone = build_backbone(self.backbone_spec, self.weights, self.input_size, finetune=True)
         elif not self.options.feature_cache:
             backbone = self.backbone()
-        if backbone is not None:
-            feature_dim = int(backbone.output_shape[-1])
-        else:
-            feature_dim = len(next(iter(self.features.values())))
-        learning_rate = float(self.options.learning_rate)
+        feature_dim = len(stats.mean)
+        learning_rate = float(self.options.learning_rate)  # type: ignore[arg-type]
         keras.utils.set_random_seed(seed)
-        head = build_head(self.options.head, feature_dim, self.n_classes)
+        head = build_head(self.options.head, feature_dim, self.n_classes, stats)
         if self.reusable is not None:
             model, trained_head = self.reusable
             reset_model(model, trained_head, head, learning_rate)
@@ -288,31 +446,40 @@ class Sweep:
             self.reusable = (model, head)
         return model
 
-    def train_cell(self, ratio: float, seed: int, fingerprint: dict[str, Any]) -> dict[str, Any]:
+    def train_cell(self, key: CellKey, fingerprint: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
-        real, synthetic = self.training_items(ratio, seed)
-        train, valid, test = real + synthetic, self.data.subsets["valid"], self.data.subsets["test"]
-        model = self.model_for_cell(seed)
+        real, added = self.training_items(key)
+        train, valid, test = real + added, self.data.subsets["valid"], self.data.subsets["test"]
+        stats = FeatureStats.of(self.feature_rows(train))
+        model = self.model_for_cell(key.seed, stats)
+        train_labels = [item.label for item in train]
         settings = TrainSettings(
-            learning_rate=float(self.options.learning_rate), batch_size=int(self.options.batch_size),
-            max_epochs=int(self.options.epochs), patience=int(self.options.patience),
-            lr_patience=self.head_spec.lr_patience, lr_factor=self.head_spec.lr_factor, seed=seed,
+            learning_rate=float(self.options.learning_rate), batch_size=int(self.options.batch_size),  # type: ignore[arg-type]
+            max_epochs=int(self.options.epochs), patience=int(self.options.patience),  # type: ignore[arg-type]
+            lr_patience=self.head_spec.lr_patience, lr_factor=self.head_spec.lr_factor, seed=key.seed,
+            schedule=self.options.schedule, monitor=self.options.monitor,
+            class_weight=balanced_class_weight(train_labels, self.n_classes)
+            if self.options.class_weight == "balanced" else None,
         )
         train_source = self.source(train)
         result = fit(model, train_source, self.labels(train), self.source(valid), self.labels(valid), settings)
         proba = predict_proba(model, self.source(test), self.n_classes)
         y_test = np.array([item.label for item in test])
         train_proba = predict_proba(model, train_source, self.n_classes)
-        train_accuracy = float(np.mean(train_proba.argmax(axis=1) == np.array([item.label for item in train])))
-        metrics = classification_metrics(y_test, proba, self.positive)
+        train_accuracy = float(np.mean(train_proba.argmax(axis=1) == np.array(train_labels)))
+        metrics = classification_metrics(y_test, proba, self.positive, self.class_names)
         reason = degenerate_reason(proba.argmax(axis=1), train_accuracy, metrics["balanced_accuracy"],
                                    self.n_classes)
+        views = self.options.aug_views + 1
+        pool_root = Path(self.options.pool or "/") if key.group != "classic" else Path(self.options.out)
         cell = {
-            "ratio": ratio, "seed": seed, "fingerprint": fingerprint, "metrics": metrics,
-            "n_real": len(self.data.subsets["train"]),
-            "n_synthetic": len(synthetic) // (self.options.aug_views + 1),
-            "n_train_inputs": len(train), "n_test": len(test),
+            "group": key.group, "level": key.level, "seed": key.seed, "fingerprint": fingerprint,
+            "metrics": metrics,
+            "n_real": len(real) // views, "n_added": len(added) // views,
+            "n_train_inputs": len(train), "n_valid": len(valid), "n_test": len(test),
+            "valid_images": [str(item.ref.path.relative_to(self.data.root)) for item in valid],
             "epochs_trained": result.epochs_trained, "best_epoch": result.best_epoch,
+            "monitor": result.monitor,
             "train_accuracy": train_accuracy, "degenerate": bool(reason), "degenerate_reason": reason,
             "history": result.history,
             "confusion_matrix": confusion_matrix(y_test, proba.argmax(axis=1), self.n_classes).tolist(),
@@ -320,8 +487,7 @@ class Sweep:
             "backbone": self.options.backbone, "weights": self.weights.label, "head": self.options.head,
             "split": self.options.split, "keras_backend": self.backend,
             "feature_cache": self.options.feature_cache,
-            "synthetic_images": [str(item.ref.path.relative_to(self.options.pool or "/"))
-                                 for item in synthetic if item.ref.view == 0],
+            "added_images": [str(Path(item.ref.path).relative_to(pool_root)) for item in added if item.ref.view == 0],
             "test_predictions": [
                 {"image": str(item.ref.path.relative_to(self.data.root)), "label": item.label,
                  "proba": [float(p) for p in row]}
@@ -329,22 +495,20 @@ class Sweep:
             ],
             "seconds": round(time.perf_counter() - started, 3),
         }
-        if self.options.save_models == "all" or (
-            self.options.save_models == "first-seed" and seed == 0
-        ):
-            self.save_model(model, ratio, seed)
+        if self.options.save_models == "all" or (self.options.save_models == "first-seed" and key.seed == 0):
+            self.save_model(model, key)
         return cell
 
-    def save_model(self, model: keras.Model, ratio: float, seed: int) -> Path:
+    def save_model(self, model: keras.Model, key: CellKey) -> Path:
         info = ClassifierInfo(
             class_names=self.class_names, positive_class=str(self.options.positive_class),
             backbone=self.backbone_spec.name, weights=self.weights, input_size=self.input_size,
             image_pipeline=IMAGE_PIPELINE_ID, working_size=self.geometry.working_size, fit=self.geometry.fit,
             head=self.options.head,
             inputs="features" if self.options.feature_cache else "images",
-            keras_backend=self.backend, ratio=ratio, seed=seed,
+            keras_backend=self.backend, ratio=key.level, seed=key.seed,
         )
-        return save_classifier(Path(self.options.out) / "models" / cell_name(ratio, seed), model, info)
+        return save_classifier(Path(self.options.out) / "models" / key.name, model, info)
 
 
 def _finished_cell(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
@@ -363,7 +527,7 @@ def _finished_cell(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | 
 
 
 def run_sweep(options: SweepOptions) -> SweepOutcome:
-    """Train every missing cell of the ratios x seeds grid, then write the tables and figures."""
+    """Train every missing cell of the arms x levels x seeds grid, then write tables and figures."""
     check_output(options.out, {"--data": options.data, "--pool": options.pool})
     keras_backend = resolve_keras_backend(options.keras_backend)
     import_keras(keras_backend)
@@ -371,35 +535,47 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
     options = resolve_options(options, data)
     pool = read_pool(options.pool) if options.pool is not None else {}
     if pool:
-        check_pool(pool, data.real_counts(), options.ratios, pool_name=f"pool {options.pool}")
+        ratios = [ratio for ratio in options.ratios if "gan" in options.arms] + (
+            [100] if "synthetic-only" in options.arms else [])
+        if ratios:
+            check_pool(pool, data.real_counts(), ratios, pool_name=f"pool {options.pool}")
         kinds = image_kinds(ref.path for refs in pool.values() for ref in refs)
         warning = kinds_warning(f"pool {options.pool}", kinds, prepared_geometry(data.root).working_size)
         if warning:
             print(f"warning: {warning}", file=sys.stderr)
+    warnings = data_warnings(data, options.class_weight)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     sweep = Sweep(options, data, pool)
     out = Path(options.out)
-    fingerprint = sweep.fingerprint()
-    grid = [(ratio, seed) for ratio in options.ratios for seed in range(options.seeds)]
-    cells: dict[tuple[float, int], dict[str, Any]] = {}
-    for ratio, seed in grid:
-        cell = _finished_cell(out / "cells" / f"{cell_name(ratio, seed)}.json", fingerprint)
+    rows = grid_rows(options)
+    baseline_keys = [CellKey("baseline", 0, seed) for seed in range(options.seeds)]  # every arm's reference
+    keys = list(dict.fromkeys([row.key for row in rows] + baseline_keys))
+    fingerprints = {group: sweep.fingerprint(group) for group in {key.group for key in keys}}
+    cells: dict[CellKey, dict[str, Any]] = {}
+    for key in keys:
+        cell = _finished_cell(out / "cells" / f"{key.name}.json", fingerprints[key.group])
         if cell is not None:
-            cells[(ratio, seed)] = cell
+            cells[key] = cell
     write_options(out / "sweep_options.json", options)
-    todo = [key for key in grid if key not in cells]
+    todo = [key for key in keys if key not in cells]
     started = time.perf_counter()
-    if todo and options.feature_cache:
+    if todo:
+        sweep.prepare_classic()
         sweep.precompute_features(todo)
     feature_seconds = time.perf_counter() - started
-    for ratio, seed in todo:
+    for key in todo:
         if options.progress:
-            print(f"[sweep] {ratio:g}% synthetic, seed {seed}", file=sys.stderr)
-        cell = sweep.train_cell(ratio, seed, fingerprint)
-        atomic_write_json(out / "cells" / f"{cell_name(ratio, seed)}.json", cell)
-        cells[(ratio, seed)] = cell
-    written = report.write_report(out, [cells[key] for key in grid], sweep.title, options.paired_test)
-    skipped = [key for key in grid if key not in todo]
-    return SweepOutcome(out, todo, skipped, sweep.features_computed, feature_seconds, written)
+            print(f"[sweep] {key.name}", file=sys.stderr)
+        cell = sweep.train_cell(key, fingerprints[key.group])
+        atomic_write_json(out / "cells" / f"{key.name}.json", cell)
+        cells[key] = cell
+    table_rows = [(row.arm, row.ratio, row.real_fraction, row.key.name, cells[row.key]) for row in rows]
+    written, answer = report.write_report(out, table_rows, sweep.title, options, warnings,
+                                          [cells[key] for key in baseline_keys])
+    skipped = [key for key in keys if key not in todo]
+    return SweepOutcome(out, todo, skipped, sweep.features_computed, feature_seconds, written,
+                        answer["sentence"], warnings)
 
 
 @click.command("sweep")
@@ -408,10 +584,14 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
 @click.option("--pool", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Synthetic pool: a folder of <class>/*.png (augstudy generate --out).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="RESULTS folder.")
+@click.option("--arms", default="gan", show_default=True,
+              help=f"Comma-separated arms out of {', '.join(ARMS)}.")
 @click.option("--ratios", default="0,25,50,75,100", show_default=True,
-              help="Synthetic images to add, in % of each class's real train count.")
+              help="Images to add (gan, classic arms), in % of each class's real train count; include 0.")
+@click.option("--real-fractions", default="25,50,75,100", show_default=True,
+              help="The real arm's learning curve: % of each class's real train images (100 always added).")
 @click.option("--seeds", type=RangedNumber(SweepOptions, "seeds"),
-              default=5, show_default=True, help="Number of seeds (0..N-1) per ratio.")
+              default=5, show_default=True, help="Number of seeds (0..N-1) per cell.")
 @click.option("--split", type=click.Choice(SPLITS), help="Prepared split to use  [default: prepare's own]")
 @click.option("--backbone", type=click.Choice(list(BACKBONES)), default="resnet50", show_default=True)
 @click.option("--weights", default="imagenet", show_default=True,
@@ -419,18 +599,28 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
 @click.option("--head", type=click.Choice(list(HEADS)), default="compact", show_default=True)
 @click.option("--input-size", type=RangedNumber(SweepOptions, "input_size"),
               help="Backbone input size in px  [default: the backbone's]")
+@click.option("--schedule", type=click.Choice(list(SCHEDULES)), default="plateau", show_default=True,
+              help="plateau: early stopping + LR reduction on --monitor, best epoch kept; "
+                   "fixed: exactly --epochs epochs.")
+@click.option("--monitor", type=click.Choice(list(MONITORS)), default="cross_entropy", show_default=True,
+              help="Validation quantity the plateau schedule follows (cross-entropy without the penalties).")
 @click.option("--epochs", type=RangedNumber(SweepOptions, "epochs"),
-              help="Maximum epochs  [default: the head's]")
+              help="Maximum epochs (fixed schedule: exactly)  [default: the head's]")
 @click.option("--batch-size", type=RangedNumber(SweepOptions, "batch_size"),
               help="Training batch size  [default: the head's]")
 @click.option("--learning-rate", type=RangedNumber(SweepOptions, "learning_rate"),
               help="Adam learning rate  [default: the head's]")
 @click.option("--patience", type=RangedNumber(SweepOptions, "patience"),
-              help="Early-stopping patience on validation loss  [default: the head's]")
+              help="Epochs without improvement before early stopping (no early stopping: --schedule fixed) "
+                   "[default: the head's]")
+@click.option("--class-weight", type=click.Choice(CLASS_WEIGHTS), default="none", show_default=True,
+              help="balanced: weigh each class's loss by n / (k x n_class).")
 @click.option("--aug-views", type=RangedNumber(SweepOptions, "aug_views"), default=0, show_default=True,
               help="Precomputed random flip/zoom/shear views per training image (each cached).")
 @click.option("--aug-seed", type=RangedNumber(SweepOptions, "aug_seed"),
               default=0, show_default=True, help="Seed of the augmented views.")
+@click.option("--classic-seed", type=RangedNumber(SweepOptions, "classic_seed"), default=0, show_default=True,
+              help="Seed of the classic arm's augmented copies.")
 @click.option("--finetune", is_flag=True, help="Unfreeze the backbone's last block (bypasses the cache).")
 @click.option("--feature-cache/--no-feature-cache", default=True, show_default=True,
               help="--no-feature-cache re-runs the frozen backbone every step (for benchmarks).")
@@ -440,17 +630,25 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
               help="Feature cache folder  [default: $AUGSTUDY_CACHE_DIR or ~/.cache/augstudy, /classifier-features]")
 @click.option("--feature-batch-size", type=RangedNumber(SweepOptions, "feature_batch_size"),
               default=32, show_default=True, help="Images per backbone pass.")
-@click.option("--paired-test", type=click.Choice(list(PAIRED_TESTS)), default="t", show_default=True,
-              help="Seed-paired test of each ratio against 0%: paired t-test or Wilcoxon signed-rank.")
-@click.option("--positive-class", help="Class whose sensitivity/F1/AUC are reported  [default: 2nd sorted]")
+@click.option("--primary", type=click.Choice(list(METRICS)), default="balanced_accuracy", show_default=True,
+              help="The primary metric: Holm-corrected over the ratios; the others are secondary, uncorrected.")
+@click.option("--bootstrap", type=RangedNumber(SweepOptions, "bootstrap"), default=2000, show_default=True,
+              help="Bootstrap replicates over test images and seeds (intervals and p-values).")
+@click.option("--bootstrap-seed", type=RangedNumber(SweepOptions, "bootstrap_seed"), default=0,
+              show_default=True, help="Seed of the bootstrap draws.")
+@click.option("--positive-class",
+              help="Class whose sensitivity/F1/AUC are reported  [default: the other class than 'normal', "
+                   "else the 2nd sorted]")
 @click.option("--save-models", type=click.Choice(SAVE_MODELS), default="first-seed", show_default=True,
-              help="Trained classifiers to keep under RESULTS/models/ (first-seed: one per ratio).")
+              help="Trained classifiers to keep under RESULTS/models/ (first-seed: one per cell).")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved options and exit.")
-def sweep_command(ratios: str, quiet: bool, dry_run: bool, **kwargs: Any) -> None:
-    """Train a classifier for every synthetic ratio x seed; write results, summary and figures."""
+def sweep_command(ratios: str, arms: str, real_fractions: str, quiet: bool, dry_run: bool, **kwargs: Any) -> None:
+    """Train a classifier for every arm x level x seed; write results, summary, answer and figures."""
     try:
-        options = SweepOptions(ratios=parse_ratios(ratios), progress=not quiet, **kwargs)
+        options = SweepOptions(ratios=parse_ratios(ratios), progress=not quiet,
+                               arms=tuple(part.strip() for part in arms.split(",") if part.strip()),
+                               real_fractions=parse_ratios(real_fractions, "--real-fractions"), **kwargs)
         if dry_run:
             resolved = resolve_options(options, read_prepared(options.data, options.split))
             click.echo(json.dumps(options_to_dict(resolved), indent=2))
@@ -461,4 +659,5 @@ def sweep_command(ratios: str, quiet: bool, dry_run: bool, **kwargs: Any) -> Non
     click.echo(f"trained {len(outcome.trained)} cell(s), skipped {len(outcome.skipped)} finished; "
                f"{outcome.features_computed} backbone feature(s) computed")
     click.echo(f"results: {outcome.written['results']}\nsummary: {outcome.written['summary']}\n"
-               f"figures: {outcome.written['figures']}")
+               f"answer: {outcome.written['answer']}\nfigures: {outcome.written['figures']}")
+    click.echo(outcome.sentence)

@@ -58,6 +58,19 @@ class ImageSource:
         return self.pipeline.batch([self.refs[i] for i in indices])
 
 
+SCHEDULES = {
+    "plateau": "early stopping and learning-rate reduction on the monitored validation quantity, "
+               "best epoch's weights restored",
+    "fixed": "exactly --epochs epochs at a constant learning rate, final weights kept",
+}
+# Monitored validation quantity -> (Keras log key, "min" or "max").
+MONITORS = {
+    "cross_entropy": ("val_cross_entropy", "min"),
+    "balanced_accuracy": ("val_balanced_accuracy", "max"),
+    "roc_auc": ("val_roc_auc", "max"),
+}
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     learning_rate: float
@@ -67,17 +80,30 @@ class TrainSettings:
     lr_patience: int
     lr_factor: float
     seed: int
+    schedule: str = "plateau"
+    monitor: str = "cross_entropy"
+    class_weight: dict[int, float] | None = None
 
 
 @dataclass
 class TrainResult:
-    history: dict[str, list[float]]  # per epoch: loss, val_loss, accuracy, val_accuracy, learning_rate
+    history: dict[str, list[float]]  # per epoch: loss, cross_entropy, accuracy, their val_*, monitor, lr
     epochs_trained: int
-    best_epoch: int  # 1-based epoch whose weights were restored (lowest validation loss)
+    best_epoch: int  # 1-based epoch whose weights were kept
+    monitor: str  # the history key the schedule followed ("" for the fixed schedule)
+
+
+def balanced_class_weight(labels: Sequence[int], n_classes: int) -> dict[int, float]:
+    """n / (k x n_c) per class c, scikit-learn's "balanced" rule: each class weighs the same in total."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    classes = np.arange(n_classes)
+    weights = compute_class_weight("balanced", classes=classes, y=np.asarray(labels, dtype=np.int64))
+    return {int(k): float(w) for k, w in zip(classes, weights)}
 
 
 @functools.cache
-def _dataset_classes() -> tuple[type, type]:
+def _dataset_classes() -> tuple[type, type, type]:
     """The PyDataset and callback classes, defined once Keras (and its backend) is loaded."""
     keras = import_keras()
 
@@ -112,12 +138,32 @@ def _dataset_classes() -> tuple[type, type]:
         def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
             self.dataset.epoch = epoch
 
-    return SeededBatches, EpochSetter
+    class ValidationScore(keras.callbacks.Callback):
+        """Adds `val_balanced_accuracy` and `val_roc_auc` (scikit-learn) to the epoch's logs, before
+        the callbacks after it in the list read them."""
+
+        def __init__(self, source: BatchSource, labels: np.ndarray, n_classes: int):
+            super().__init__()
+            self.source, self.labels, self.n_classes = source, np.asarray(labels).reshape(-1).astype(np.int64), n_classes
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            from augstudy.classify.metrics import classification_metrics
+
+            proba = predict_proba(self.model, self.source, self.n_classes)
+            scores = classification_metrics(self.labels, proba, positive=1 if self.n_classes == 2 else 0)
+            if logs is not None:
+                logs["val_balanced_accuracy"] = scores["balanced_accuracy"]
+                logs["val_roc_auc"] = scores["roc_auc"]
+
+    return SeededBatches, EpochSetter, ValidationScore
 
 
 def label_array(labels: Sequence[int], n_classes: int) -> np.ndarray:
-    """Targets in the shape the loss expects: float 0/1 for sigmoid, int for softmax."""
-    return np.asarray(labels, dtype=np.float32 if n_classes == 2 else np.int64)
+    """Targets in the shape the loss and the cross-entropy metric expect: a float 0/1 column for
+    sigmoid, int for softmax."""
+    if n_classes == 2:
+        return np.asarray(labels, dtype=np.float32).reshape(-1, 1)
+    return np.asarray(labels, dtype=np.int64)
 
 
 def fit(
@@ -128,27 +174,41 @@ def fit(
     valid_labels: np.ndarray,
     settings: TrainSettings,
 ) -> TrainResult:
-    """Fit a compiled `model` with early stopping on validation loss and the best weights restored."""
+    """Fit a compiled `model` (see `compile_classifier`) under `settings.schedule`.
+
+    `plateau`: early stopping and ReduceLROnPlateau follow `settings.monitor` on the validation
+    set -- by default the plain cross-entropy, not Keras's `val_loss`, which adds the heads'
+    regularisation penalties -- and the best epoch's weights are restored. `fixed`: exactly
+    `max_epochs` epochs, no callback changes anything, the last epoch's weights are kept."""
     keras = import_keras()
-    seeded_batches, epoch_setter = _dataset_classes()
+    if settings.schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {settings.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+    if settings.monitor not in MONITORS:
+        raise ValueError(f"unknown monitor {settings.monitor!r}; choose one of {', '.join(MONITORS)}")
+    if settings.max_epochs < 1:
+        raise ValueError(f"max_epochs {settings.max_epochs}: train at least 1 epoch")
+    seeded_batches, epoch_setter, validation_score = _dataset_classes()
     train_batches = seeded_batches(train, train_labels, settings.batch_size, settings.seed, shuffle=True)
     valid_batches = seeded_batches(valid, valid_labels, settings.batch_size, settings.seed, shuffle=False)
-    callbacks = [
-        epoch_setter(train_batches),
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=settings.patience, restore_best_weights=True
-        ),
-        keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", patience=settings.lr_patience, factor=settings.lr_factor
-        ),
-    ]
+    callbacks: list[Any] = [epoch_setter(train_batches)]
+    key, mode = MONITORS[settings.monitor]
+    if key not in ("val_cross_entropy",):
+        callbacks.append(validation_score(valid, valid_labels, max(2, int(model.output_shape[-1]))))
+    stopper = None
+    if settings.schedule == "plateau":
+        stopper = keras.callbacks.EarlyStopping(monitor=key, mode=mode, patience=settings.patience,
+                                                restore_best_weights=True)
+        callbacks += [stopper, keras.callbacks.ReduceLROnPlateau(
+            monitor=key, mode=mode, patience=settings.lr_patience, factor=settings.lr_factor)]
     history = model.fit(
         train_batches, validation_data=valid_batches, epochs=settings.max_epochs,
-        callbacks=callbacks, shuffle=False, verbose=0,
+        callbacks=callbacks, shuffle=False, verbose=0, class_weight=settings.class_weight,
     ).history
     curves = {key: [float(value) for value in values] for key, values in history.items()}
-    val_loss = curves["val_loss"]
-    return TrainResult(curves, len(val_loss), int(np.argmin(val_loss)) + 1)
+    epochs = len(curves["loss"])
+    if stopper is None:
+        return TrainResult(curves, epochs, epochs, "")
+    return TrainResult(curves, epochs, stopper.best_epoch + 1, key)
 
 
 def predict_proba(model: keras.Model, source: BatchSource, n_classes: int, batch_size: int = 64) -> np.ndarray:

@@ -11,8 +11,12 @@ training image; ratio 1/3, the rule Yoon et al. 2023 use for diffusion models). 
 to how crowded that part of the training set is: an image merely closer to the data than training
 images are to each other (a blurry or low-contrast sample near a bland training image) is not
 flagged, a copy with a little noise is. The absolute floor (pixels 0.02, about 5 grey levels;
-features 0) catches copies of training images that are themselves duplicated, where d1 = d2. A
-pair is flagged when either space flags it; `flagged_by` says which. Real-to-real
+features 0) catches copies of training images that are themselves duplicated, where d1 = d2.
+Before the rule runs, the training set is deduplicated (`distinct_references`): training images
+that are exact or near copies of each other (pixel RMS difference within the pixel floor) count
+once, so the second-nearest neighbour is another image, not a copy of the nearest -- otherwise the
+ratio rule can never fire where training sets repeat slices (the chest CT normal train set is 148
+files of 32 distinct slices). A pair is flagged when either space flags it; `flagged_by` says which. Real-to-real
 nearest-neighbour distances are reported beside the synthetic ones for scale.
 """
 
@@ -93,6 +97,30 @@ def nearest_neighbours(
     return np.concatenate(indices), np.concatenate(firsts), np.concatenate(seconds)
 
 
+def distinct_references(pixels: np.ndarray, threshold: float) -> np.ndarray:
+    """Indices of one representative (the first) per group of training rows that are exact or near
+    copies of each other: RMS difference <= `threshold`, joined transitively."""
+    count = len(pixels)
+    if count < 2:
+        return np.arange(count)
+    unit = 1.0 / np.sqrt(pixels.shape[1])
+    distances = torch.cdist(torch.as_tensor(np.asarray(pixels, np.float64)),
+                            torch.as_tensor(np.asarray(pixels, np.float64))).numpy() * unit
+    parent = np.arange(count)
+
+    def root(index: int) -> int:
+        while parent[index] != index:
+            parent[index] = parent[parent[index]]
+            index = parent[index]
+        return index
+
+    for first, second in zip(*np.nonzero(np.triu(distances <= threshold, k=1))):
+        a, b = root(int(first)), root(int(second))
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    return np.array(sorted({root(index) for index in range(count)}))
+
+
 def memorisation_check(
     real_names: Sequence[str],
     fake_names: Sequence[str],
@@ -115,12 +143,14 @@ def memorisation_check(
     if len(real_names) != len(real_pixels) or len(fake_names) != len(fake_pixels):
         raise ValueError("names and pixel rows must have the same lengths")
     dim = real_pixels.shape[1]
+    keep = distinct_references(real_pixels, options.pixel_absolute_threshold)
+    real_names = [real_names[index] for index in keep]
     # RMS difference: the L2 distance over sqrt(number of pixels), so it reads as an intensity.
-    pixel = _space(real_pixels, fake_pixels, options.pixel_absolute_threshold, options, 1.0 / np.sqrt(dim))
+    pixel = _space(real_pixels[keep], fake_pixels, options.pixel_absolute_threshold, options, 1.0 / np.sqrt(dim))
     spaces: dict[str, dict[str, Any]] = {"pixel": pixel}
     if real_features is not None and fake_features is not None:
         spaces["feature"] = _space(
-            real_features, fake_features, options.feature_absolute_threshold, options, 1.0
+            np.asarray(real_features)[keep], fake_features, options.feature_absolute_threshold, options, 1.0
         )
     flagged = []
     for fake_index, fake_name in enumerate(fake_names):
@@ -141,11 +171,13 @@ def memorisation_check(
         "rule": (
             "near-copy when d1 <= the absolute threshold or d1 < ratio * d2 in either space "
             "(d1, d2: distance "
-            "to the nearest and second-nearest training image); pixel space: grey "
+            "to the nearest and second-nearest distinct training image, after counting exact and near "
+            "copies among the training images once); pixel space: grey "
             f"{options.pixel_size} px, RMS difference in [0, 1]; feature space: L2"
         ),
         "num_fake": len(fake_names),
-        "num_real": len(real_names),
+        "num_real": len(real_pixels),
+        "num_real_distinct": len(keep),
         "num_flagged": len(flagged),
         "flagged": flagged,
     }

@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from augstudy.classify.features import FeatureCache, FeatureSpec, ImageRef, InputPipeline, cached_features
+from augstudy.classify.features import (
+    FeatureCache,
+    FeatureSpec,
+    ImageRef,
+    InputPipeline,
+    cached_features,
+    library_versions,
+)
 from augstudy.classify.images import ViewParams, augmented_view, load_view
 from augstudy.classify.sweep import SweepOptions, run_sweep
 from augstudy.classify.toydata import toy_image, write_toy_study
@@ -71,13 +78,21 @@ def test_cache_keys_separate_everything_that_changes_features(tmp_path: Path) ->
                      FeatureSpec("resnet50", "imagenet", 16, "test-pipeline", "tensorflow"),
                      FeatureSpec("resnet50", "none-seed0", 32, "test-pipeline", "tensorflow"),
                      FeatureSpec("resnet50", "none-seed0", 16, "other", "tensorflow"),
-                     FeatureSpec("resnet50", "none-seed0", 16, "test-pipeline", "torch"))
+                     FeatureSpec("resnet50", "none-seed0", 16, "test-pipeline", "torch"),
+                     FeatureSpec("resnet50", "none-seed0", 16, "test-pipeline", "tensorflow", "keras-9+tensorflow-9"))
     }
-    assert len(folders) == 6
+    assert len(folders) == 7
     cache = FeatureCache(tmp_path, SPEC, views)
     paths = {cache.path(ImageRef(ref.path, ref.sha256, view)) for view in range(3)}
     paths.add(FeatureCache(tmp_path, SPEC, ViewParams(seed=1)).path(ImageRef(ref.path, ref.sha256, 1)))
     assert len(paths) == 4
+
+
+def test_the_sweeps_cache_key_names_the_keras_and_backend_versions() -> None:
+    import keras
+    import tensorflow
+
+    assert library_versions("tensorflow") == f"keras-{keras.__version__}+tensorflow-{tensorflow.__version__}"
 
 
 def test_unreadable_cache_entry_is_recomputed(tmp_path: Path) -> None:

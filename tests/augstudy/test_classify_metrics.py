@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from augstudy.classify.metrics import classification_metrics, confusion_matrix, degenerate_reason, roc_auc
+from augstudy.classify.metrics import (
+    classification_metrics,
+    confusion_matrix,
+    degenerate_reason,
+    positive_class,
+    roc_auc,
+)
 
 
 def test_binary_metrics_on_a_hand_counted_example() -> None:
@@ -38,9 +44,13 @@ def test_balanced_accuracy_differs_from_accuracy_on_imbalanced_test() -> None:
 def test_multiclass_metrics_are_macro_averages() -> None:
     y_true = np.array([0, 1, 2, 2])
     proba = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.6, 0.3, 0.1]])
-    metrics = classification_metrics(y_true, proba, positive=1)
+    metrics = classification_metrics(y_true, proba, positive=1, class_names=("adeno", "normal", "squamous"))
     assert metrics["balanced_accuracy"] == pytest.approx((1 + 1 + 0.5) / 3)
     assert metrics["sensitivity"] == pytest.approx(metrics["balanced_accuracy"])
+    assert (metrics["sensitivity_adeno"], metrics["sensitivity_normal"], metrics["sensitivity_squamous"]) == (
+        1.0, 1.0, 0.5)
+    # class 0 is predicted for one squamous image: specificity of adeno 2/3, the others 1
+    assert metrics["specificity"] == pytest.approx((2 / 3 + 1 + 1) / 3)
     assert confusion_matrix(y_true, proba.argmax(1), 3).tolist() == [[1, 0, 0], [0, 1, 0], [1, 0, 1]]
 
 
@@ -54,3 +64,11 @@ def test_degenerate_reasons() -> None:
     assert degenerate_reason(np.array([0, 1, 1]), 1.0, 0.52, 2) == "fits train perfectly, test at chance"
     assert degenerate_reason(np.array([0, 1, 1]), 1.0, 0.9, 2) == ""
     assert degenerate_reason(np.array([0, 1, 1]), 0.9, 0.5, 2) == ""
+
+
+def test_positive_class_is_the_disease_when_a_class_is_called_normal() -> None:
+    assert positive_class(("adenocarcinoma", "normal")) == "adenocarcinoma"  # the first sorted
+    assert positive_class(("normal", "squamous")) == "squamous"
+    assert positive_class(("benign", "malignant")) == "malignant"  # no "normal": the second sorted
+    assert positive_class(("adenocarcinoma", "normal"), requested="normal") == "normal"
+    assert positive_class(("adeno", "normal", "squamous")) == "normal"  # more classes: second sorted

@@ -1,13 +1,24 @@
-"""Summary statistics of a sweep: t-based CI, seed-paired tests, Holm correction."""
+"""Sweep statistics: the paired bootstrap over test images and seeds, its intervals and p-values,
+the vectorised weighted metrics, Holm's correction and the seed-only t-interval."""
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 from scipy import stats
 
-from augstudy.classify.stats import holm, paired_test, summarize, t_interval
+from augstudy.classify.metrics import METRICS, classification_metrics
+from augstudy.classify.stats import (
+    BootstrapDraws,
+    bootstrap_p_value,
+    compare,
+    draw_bootstrap,
+    holm,
+    per_seed_replicates,
+    replicate_values,
+    t_interval,
+    weighted_metrics,
+)
 
 
 def test_t_interval_matches_the_textbook_formula() -> None:
@@ -25,47 +36,80 @@ def test_holm_steps_down_and_keeps_monotone_order() -> None:
     assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
 
 
-def test_paired_test_edge_cases() -> None:
-    assert paired_test(np.zeros(5), "t") == 1.0
-    assert paired_test(np.full(5, 0.1), "t") == 0.0
-    assert np.isnan(paired_test(np.array([0.1]), "t"))
-    differences = np.array([0.05, 0.1, -0.02, 0.08, 0.03])
-    assert paired_test(differences, "t") == pytest.approx(stats.ttest_1samp(differences, 0).pvalue)
-    assert paired_test(differences, "wilcoxon") == pytest.approx(stats.wilcoxon(differences).pvalue)
-    with pytest.raises(ValueError, match="unknown paired test"):
-        paired_test(differences, "anova")
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_weighted_metrics_equal_sklearn_metrics_on_the_repeated_images(n_classes: int) -> None:
+    rng = np.random.default_rng(n_classes)
+    y_true = np.repeat(np.arange(n_classes), 6)
+    proba = rng.dirichlet(np.ones(n_classes), size=len(y_true))
+    proba[:3] = proba[3]  # ties in the scores
+    draws = draw_bootstrap(y_true, n_seeds=1, replicates=25, seed=1)
+    fast = weighted_metrics(y_true, proba, positive=1, weights=draws.weights)
+    for b, weights in enumerate(draws.weights):
+        rows = np.repeat(np.arange(len(y_true)), weights.astype(int))
+        direct = classification_metrics(y_true[rows], proba[rows], positive=1)
+        for name in METRICS:
+            assert fast[name][b] == pytest.approx(direct[name], nan_ok=True), name
 
 
-def _results() -> pd.DataFrame:
+def test_draws_are_stratified_by_class_and_seeded() -> None:
+    y_test = np.array([0] * 3 + [1] * 7)
+    draws = draw_bootstrap(y_test, n_seeds=4, replicates=200, seed=3)
+    assert (draws.weights[:, :3].sum(axis=1) == 3).all() and (draws.weights[:, 3:].sum(axis=1) == 7).all()
+    assert draws.seeds.shape == (200, 4) and draws.seeds.max() < 4
+    again = draw_bootstrap(y_test, n_seeds=4, replicates=200, seed=3)
+    assert np.array_equal(draws.weights, again.weights) and np.array_equal(draws.seeds, again.seeds)
+
+
+def test_paired_bootstrap_agrees_with_a_direct_computation_on_a_fixed_example() -> None:
+    """Two seeds, four test images, two replicates written out by hand."""
+    y_test = np.array([0, 0, 1, 1])
+    # (seed, image) -> probability of class 1; "reference" = the 0 % cells, "group" = another ratio
+    reference = [np.array([0.2, 0.6, 0.7, 0.4]), np.array([0.1, 0.3, 0.8, 0.9])]
+    group = [np.array([0.2, 0.3, 0.7, 0.9]), np.array([0.6, 0.3, 0.4, 0.9])]
+    draws = BootstrapDraws(seeds=np.array([[0, 0], [1, 0]]),
+                           weights=np.array([[2.0, 0.0, 1.0, 1.0], [1.0, 1.0, 0.0, 2.0]]))
+
+    def as_cells(p_one):
+        return [{"proba": np.stack([1 - p, p], axis=1)} for p in p_one]
+
+    def direct(p_one, b):
+        rows = np.repeat(np.arange(4), draws.weights[b].astype(int))
+        return np.mean([classification_metrics(y_test[rows], np.stack([1 - p_one[s], p_one[s]], 1)[rows], 1)
+                        ["balanced_accuracy"] for s in draws.seeds[b]])
+
+    group_reps = per_seed_replicates(as_cells(group), y_test, 1, draws)["balanced_accuracy"]
+    reference_reps = per_seed_replicates(as_cells(reference), y_test, 1, draws)["balanced_accuracy"]
+    expected_group = [direct(group, b) for b in range(2)]
+    expected_reference = [direct(reference, b) for b in range(2)]
+    assert replicate_values(group_reps, draws) == pytest.approx(expected_group)
+    # replicate 0: seed 0 twice on images (0, 0, 2, 3): group 1.0, reference 0.75
+    assert expected_group[0] == pytest.approx(1.0) and expected_reference[0] == pytest.approx(0.75)
+    points = [np.array([classification_metrics(y_test, c["proba"], 1)["balanced_accuracy"] for c in as_cells(p)])
+              for p in (group, reference)]
+    result = compare(group_reps, reference_reps, points[0], points[1], draws)
+    differences = np.array(expected_group) - np.array(expected_reference)
+    assert result.difference_ci == pytest.approx(tuple(np.quantile(differences, [0.025, 0.975])))
+    assert result.difference == pytest.approx(points[0].mean() - points[1].mean())
+    assert result.p_value == pytest.approx(bootstrap_p_value(differences))
+
+
+def test_intervals_stay_inside_the_metric_range_and_p_is_never_zero() -> None:
     rng = np.random.default_rng(0)
-    rows = []
-    for ratio, shift in ((0, 0.0), (50, 0.1), (100, 0.0)):
-        for seed in range(5):
-            rows.append({"ratio": ratio, "seed": seed, "accuracy": 0.7 + 0.01 * seed + shift + rng.normal(0, 0.01),
-                         "degenerate": seed == 4 and ratio == 100})
-    return pd.DataFrame(rows).sample(frac=1, random_state=1)  # row order must not matter
-
-
-def test_summarize_pairs_by_seed_and_corrects_over_ratios() -> None:
-    results = _results()
-    summary = summarize(results, ["accuracy"]).set_index("ratio")
-    for ratio in (0, 50, 100):
-        values = results.loc[results["ratio"] == ratio, "accuracy"]
-        assert summary.loc[ratio, "mean"] == pytest.approx(values.mean())
-        assert summary.loc[ratio, "std"] == pytest.approx(values.std(ddof=1))
-    reference = results[results["ratio"] == 0].set_index("seed")["accuracy"]
-    p_values = {}
-    for ratio in (50, 100):
-        paired = results[results["ratio"] == ratio].set_index("seed")["accuracy"] - reference
-        p_values[ratio] = stats.ttest_1samp(paired.sort_index(), 0).pvalue
-        assert summary.loc[ratio, "p_value"] == pytest.approx(p_values[ratio])
-        assert summary.loc[ratio, "test"] == "paired t-test"
-    assert summary.loc[[50, 100], "p_holm"].tolist() == pytest.approx(list(holm(list(p_values.values()))))
-    assert summary.loc[50, "p_holm"] < 0.05 < summary.loc[100, "p_holm"]
-    assert np.isnan(summary.loc[0, "p_value"]) and summary.loc[0, "n_pairs"] == 0
-    assert summary.loc[100, "n_degenerate"] == 1
-
-
-def test_summarize_names_the_wilcoxon_test_when_asked() -> None:
-    summary = summarize(_results(), ["accuracy"], test="wilcoxon")
-    assert set(summary.loc[summary["ratio"] != 0, "test"]) == {"Wilcoxon signed-rank"}
+    y_test = np.array([0] * 4 + [1] * 4)
+    draws = draw_bootstrap(y_test, n_seeds=3, replicates=500, seed=0)
+    perfect = [{"proba": np.stack([1 - y_test, y_test], 1).astype(float) * 0.98 + 0.01} for _ in range(3)]
+    noisy = [{"proba": rng.dirichlet([1, 1], size=8)} for _ in range(3)]
+    for cells in (perfect, noisy):
+        reps = per_seed_replicates(cells, y_test, 1, draws)
+        for name in METRICS:
+            if name == "test_loss":
+                continue
+            point = np.array([classification_metrics(y_test, c["proba"], 1)[name] for c in cells])
+            low, high = compare(reps[name], None, point, None, draws).ci
+            assert 0.0 <= low <= high <= 1.0, name
+    # a constant, non-zero paired difference: p is small but never 0
+    reps = per_seed_replicates(perfect, y_test, 1, draws)["accuracy"]
+    worse = per_seed_replicates([{"proba": c["proba"][:, ::-1]} for c in perfect], y_test, 1, draws)["accuracy"]
+    result = compare(reps, worse, np.ones(3), np.zeros(3), draws)
+    assert result.p_value == pytest.approx(2 / 501) and result.difference_ci == (1.0, 1.0)
+    assert bootstrap_p_value(np.zeros(10)) == 1.0

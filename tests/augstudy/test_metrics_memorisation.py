@@ -95,10 +95,10 @@ def test_feature_space_flags_on_its_own_and_is_reported_beside_pixels() -> None:
     assert result["feature"]["fraction_flagged"] == 1 / 6
 
 
-def test_the_absolute_floor_catches_copies_of_duplicated_training_images() -> None:
+def test_copies_of_duplicated_training_images_are_caught_with_or_without_the_floor() -> None:
     real = blob_images(5, 10)
-    real.append(real[4].copy())  # the nearest and second-nearest are now equally close ...
-    fake = [np.clip(real[4].astype(np.int16) + 1, 0, 255).astype(np.uint8)]  # ... so the ratio misses a copy
+    real.append(real[4].copy())  # without deduplication nearest and second-nearest would be equally close
+    fake = [np.clip(real[4].astype(np.int16) + 1, 0, 255).astype(np.uint8)]
     names = [f"r{i}" for i in range(len(real))]
     pixels_real, pixels_fake = pixel_vectors(real, 32), pixel_vectors(fake, 32)
     without_floor = memorisation_check(
@@ -111,8 +111,9 @@ def test_the_absolute_floor_catches_copies_of_duplicated_training_images() -> No
     with_floor = memorisation_check(
         names, ["f"], pixels_real, pixels_fake, options=MemorisationOptions(pixel_size=32)
     )
-    assert without_floor["num_flagged"] == 0
-    assert with_floor["num_flagged"] == 1 and with_floor["flagged"][0]["real"] in ("r4", "r10")
+    assert without_floor["num_real_distinct"] == 10  # the exact copy counts once even with a 0 floor
+    assert without_floor["num_flagged"] == 1 and without_floor["flagged"][0]["real"] == "r4"
+    assert with_floor["num_flagged"] == 1 and with_floor["flagged"][0]["real"] == "r4"
 
 
 def test_a_single_training_image_has_no_second_neighbour() -> None:
@@ -145,3 +146,26 @@ def test_pixel_vectors_are_grey_in_unit_range_whatever_the_channels() -> None:
     assert rows.shape == (2, 256)
     assert np.allclose(rows[0], 1.0)
     assert np.allclose(rows[1], 150 / 255, atol=1 / 255)  # ITU-R 601 luma of pure green
+
+
+def test_a_noised_copy_of_a_duplicated_training_image_is_flagged() -> None:
+    """The training set holds real[5] three times (twice exactly, once with a grey level of noise):
+    without deduplication its copies are both the nearest and the second-nearest neighbour of a
+    noised copy, d1 ~ d2, and the ratio rule could not fire."""
+    real = blob_images(0, 30)
+    rng = np.random.default_rng(4)
+    near_copy = np.clip(real[5].astype(np.float64) + rng.normal(0, 1, real[5].shape), 0, 255).astype(np.uint8)
+    training = [*real, real[5].copy(), near_copy]
+    noised = np.clip(real[5].astype(np.float64) + rng.normal(0, 16, real[5].shape), 0, 255).astype(np.uint8)
+    fake = [noised, *blob_images(2, 10)]
+    real_names = [f"real{i}.png" for i in range(len(training))]
+    result = memorisation_check(real_names, [f"fake{i}.png" for i in range(len(fake))],
+                                pixel_vectors(training, 32), pixel_vectors(fake, 32),
+                                options=MemorisationOptions(pixel_size=32))
+    assert result["num_real"] == 32 and result["num_real_distinct"] == 30
+    assert [(entry["fake"], entry["real"]) for entry in result["flagged"]] == [("fake0.png", "real5.png")]
+    flagged = result["flagged"][0]
+    assert flagged["pixel_distance"] > result["pixel"]["absolute_threshold"]  # only the ratio rule can flag it
+    duplicated = pixel_vectors([real[5], real[5], noised], 32)
+    _, first, second = nearest_neighbours(duplicated[2:], duplicated[:2])
+    assert first[0] == second[0]  # what the rule would have seen without deduplication
