@@ -25,7 +25,7 @@ from scipy import ndimage
 
 from augstudy.classify.data import LabelledImage
 from augstudy.classify.features import ImageRef
-from augstudy.classify.images import load_rgb
+from augstudy.classify.images import read_rgb
 from stylegan2ada.io import atomic_open, sha256_file
 
 
@@ -82,9 +82,7 @@ def classic_pool(
             name = class_names[item.label]
             path = folder / name / f"{Path(item.ref.path).stem}-{item.ref.sha256[:8]}-c{k}.png"
             if not path.exists():
-                with Image.open(item.ref.path) as opened:
-                    size = max(opened.size)
-                pixels = np.asarray(load_rgb(item.ref.path, size))
+                pixels = read_rgb(item.ref.path)  # the one decoder; the copy then takes every image's path
                 rng = np.random.default_rng([recipe.seed, k, int(item.ref.sha256[:16], 16)])
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with atomic_open(path, "wb") as handle:

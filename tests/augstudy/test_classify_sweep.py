@@ -304,11 +304,11 @@ def test_torch_backend_in_a_fresh_process(sweep, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("extra", "message"), [
-    (("--epochs", "0"), "--epochs 0: train at least 1 epoch"),
-    (("--patience", "0"), "--patience 0: must be >= 1"),
-    (("--batch-size", "0"), "--batch-size 0: need at least 1"),
-    (("--learning-rate", "0"), "--learning-rate 0.0: must be > 0"),
-    (("--bootstrap", "10"), "--bootstrap 10: need at least 100"),
+    (("--epochs", "0"), "'--epochs': 0: must be an integer >= 1"),
+    (("--patience", "0"), "'--patience': 0: must be an integer >= 1"),
+    (("--batch-size", "0"), "'--batch-size': 0: must be an integer >= 1"),
+    (("--learning-rate", "0"), "'--learning-rate': 0.0: must be a number > 0"),
+    (("--bootstrap", "10"), "'--bootstrap': 10: must be an integer >= 100"),
     (("--ratios", "25,50"), "include 0"),
     (("--arms", "gan,mixup"), "--arms gan,mixup: give distinct arms"),
     (("--real-fractions", "0,50"), "--real-fractions 0,50: give distinct percentages in (0, 100]"),
