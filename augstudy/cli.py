@@ -14,6 +14,7 @@ import click
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "phantom": ("augstudy.data.phantom", "phantom_command", "Write built-in chest-CT-like phantom data."),
     "prepare": ("augstudy.data.prepare", "prepare_command", "Clean, dedupe and resize a labelled image set."),
+    "audit": ("augstudy.audit.run", "audit_command", "Can the label be predicted without pathology?"),
     "train-gan": ("augstudy.gan.train", "train_gan_command", "Train StyleGAN2-ADA per class or conditional."),
     "generate": ("augstudy.gan.generate", "generate_command", "Generate a synthetic pool from snapshots."),
     "gan-metrics": ("augstudy.metrics.cli", "gan_metrics_command", "KID/FID/SWD and memorisation check."),
