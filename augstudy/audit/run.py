@@ -40,6 +40,9 @@ from stylegan2ada.io import atomic_write_json, sha256_file
 AUDIT_NAME = "audit.json"
 OPTIONS_NAME = "audit_options.json"
 DEFAULT_THRESHOLD = 0.70
+# A yes/no attribute (a format, a mode, colour) carried by at least this many images, all of one
+# class, is a partial shortcut: AUC stays low when few images carry it, yet those are labelled free.
+EXCLUSIVE_MIN_IMAGES = 3
 FORMAT_VERSION = 1
 
 
@@ -128,7 +131,9 @@ def run_audit(options: AuditOptions) -> dict[str, Any]:
 
         report["real_vs_synthetic"] = _probe_pool(backbone_features, images, classes, options)
     report["shortcuts"] = [item["name"] for item in results if item.get("flagged") and item["kind"] == "metadata"]
+    report["partial_shortcuts"] = [cue for item in results for cue in item.get("exclusive", [])]
     report["flags"] = [item["sentence"] for item in results if item.get("flagged")]
+    report["flags"] += [cue["sentence"] for cue in report["partial_shortcuts"]]
     report["flags"] += [item["sentence"] for item in report.get("real_vs_synthetic", {}).get("classes", {}).values()
                         if item.get("flagged")]
     report["verdict"] = _verdict(report)
@@ -188,6 +193,8 @@ def _audit_group(group: FeatureGroup, labels: np.ndarray, groups: np.ndarray, cl
         entry["class_means"] = {name: dict(zip(group.columns, np.round(group.values[labels == index].mean(axis=0),
                                                                          4).tolist()))
                                 for index, name in enumerate(classes)}
+    if group.kind == "metadata":
+        entry["exclusive"] = _exclusive(group, labels, classes)
     if not varying.any():
         entry["skipped"] = "every image has the same value, so it cannot predict the label"
         entry["sentence"] = f"{_capital(group.title)}: the same for every image; nothing to learn."
@@ -200,6 +207,22 @@ def _audit_group(group: FeatureGroup, labels: np.ndarray, groups: np.ndarray, cl
     entry.update(_result_fields(result), flagged=flagged,
                  sentence=_sentence(group, result.auc, flagged, options.threshold))
     return entry
+
+
+def _exclusive(group: FeatureGroup, labels: np.ndarray, classes: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Yes/no columns set on EXCLUSIVE_MIN_IMAGES or more images that all belong to one class."""
+    found = []
+    for column, values in zip(group.columns, group.values.T):
+        if not np.isin(values, (0.0, 1.0)).all() or values.all():
+            continue
+        carriers = np.unique(labels[values == 1.0])
+        count = int((values == 1.0).sum())
+        if len(carriers) == 1 and count >= EXCLUSIVE_MIN_IMAGES:
+            name = classes[int(carriers[0])]
+            found.append({"feature": column, "class": name, "images": count,
+                          "sentence": f"All {count} images with {column} are {name}: a classifier can label "
+                                      "them from that alone."})
+    return found
 
 
 def _result_fields(result: ProbeResult) -> dict[str, Any]:
@@ -271,6 +294,10 @@ def _verdict(report: dict[str, Any]) -> str:
     else:
         text = (f"No metadata shortcut found: image size, file, colour and padding each stay below AUC "
                 f"{threshold:.2f}.")
+    if report["partial_shortcuts"]:
+        text += " Partial shortcuts: " + "; ".join(
+            f"all {cue['images']} images with {cue['feature']} are {cue['class']}"
+            for cue in report["partial_shortcuts"]) + "."
     content = [item for item in report["groups"] if item["kind"] == "content" and item.get("flagged")]
     if content:
         text += " The classes also differ in " + " and ".join(
@@ -294,6 +321,8 @@ def format_audit(report: dict[str, Any]) -> str:
     for item in report["groups"]:
         auc = f"AUC {item['auc']:.2f}" if "auc" in item else "skipped"
         lines.append(f"  {'FLAG' if item.get('flagged') else '    '} {item['title']}: {auc}")
+    for cue in report["partial_shortcuts"]:
+        lines.append(f"  PART {cue['sentence']}")
     for name, item in report.get("real_vs_synthetic", {}).get("classes", {}).items():
         auc = f"AUC {item['auc']:.2f}" if "auc" in item else item["skipped"]
         lines.append(f"  {'FLAG' if item.get('flagged') else '    '} real vs synthetic, {name}: {auc}")

@@ -17,7 +17,7 @@ from augstudy.cli import main
 from augstudy.data.prepare import PrepareOptions, prepare
 
 
-def _prepared(tmp_path: Path, size_leaks: bool, per_class: int = 40) -> Path:
+def _prepared(tmp_path: Path, size_leaks: bool, per_class: int = 40, normal_jpegs: int = 0) -> Path:
     """Noise images of two classes whose content is drawn the same way; in the leaking set class
     normal images are wide (200-240 px) and squamous ones narrow (120-160 px), otherwise both 120-240."""
     rng = np.random.default_rng(7)
@@ -30,7 +30,8 @@ def _prepared(tmp_path: Path, size_leaks: bool, per_class: int = 40) -> Path:
             width = int(rng.integers(low, high + 1))
             height = int(width * rng.uniform(0.7, 0.9))
             pixels = rng.normal(110, 30, size=(height, width)).clip(0, 255).astype(np.uint8)
-            Image.fromarray(pixels, "L").save(folder / f"{index:03d}.png")
+            jpeg = name == "normal" and index < normal_jpegs
+            Image.fromarray(pixels, "L").save(folder / f"{index:03d}.{'jpg' if jpeg else 'png'}")
     out = tmp_path / "prepared"
     prepare(PrepareOptions(source=str(source), out=out, resolution=32))
     return out
@@ -64,6 +65,13 @@ def test_audit_stays_quiet_when_nothing_but_chance_differs(tmp_path: Path) -> No
     # every file is a PNG of one mode: the file group has format and mode constant but file size varies
     colour = next(item for item in report["groups"] if item["name"] == "colour")
     assert colour["skipped"].startswith("every image has the same value")
+
+
+def test_a_format_only_one_class_has_is_named_as_a_partial_shortcut(tmp_path: Path) -> None:
+    report = _audit(_prepared(tmp_path, size_leaks=False, normal_jpegs=4), tmp_path / "audit")
+    assert [(cue["feature"], cue["class"], cue["images"]) for cue in report["partial_shortcuts"]] == [
+        ("format=JPEG", "normal", 4)]
+    assert "all 4 images with format=JPEG are normal" in report["verdict"]
 
 
 def test_folds_never_split_a_duplicate_group() -> None:
