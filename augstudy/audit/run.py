@@ -120,8 +120,8 @@ def run_audit(options: AuditOptions) -> dict[str, Any]:
         "resolution": prepare_options["resolution"],
         "classes": list(classes),
         "images": {name: int((labels == index).sum()) for index, name in enumerate(classes)},
-        "duplicate_groups_kept_together": int(len({image.group for image in images if
-                                                   not image.group.startswith("single-")})),
+        "duplicate_groups_kept_together": len({image.group for image in images if
+                                                   not image.group.startswith("single-")}),
         "threshold": options.threshold,
         "groups": results,
         "source_files_found": source_dir is not None,
