@@ -256,7 +256,7 @@ def _probe_pool(function: Any, images: list[AuditImage], classes: tuple[str, ...
         raise AuditError(str(error)) from error
     rng = np.random.default_rng(options.seed)
     entries: dict[str, Any] = {}
-    label = None
+    samples: dict[str, tuple[list[AuditImage], list[Path]]] = {}
     for name in classes:
         real = [image for image in images if image.class_name == name and image.row["split"] == "train"]
         synthetic = pool.get(name, [])
@@ -265,12 +265,19 @@ def _probe_pool(function: Any, images: list[AuditImage], classes: tuple[str, ...
                                         "the probe needs at least 2 of each"}
             continue
         count = min(len(real), len(synthetic))
-        chosen_real = [real[index] for index in sorted(rng.choice(len(real), count, replace=False))]
-        chosen_synthetic = [synthetic[index].path for index in sorted(rng.choice(len(synthetic), count,
-                                                                                 replace=False))]
-        vectors, label, _ = _backbone(function, [image.path for image in chosen_real] + chosen_synthetic, options)
-        result = real_vs_synthetic_auc(vectors[:count], vectors[count:], [image.group for image in chosen_real],
-                                       options.seed)
+        samples[name] = ([real[index] for index in sorted(rng.choice(len(real), count, replace=False))],
+                         [synthetic[index].path for index in sorted(rng.choice(len(synthetic), count,
+                                                                                replace=False))])
+    paths = [path for real, synthetic in samples.values() for path in [image.path for image in real] + synthetic]
+    label = None
+    if paths:  # one backbone pass (and one build) for every class
+        vectors, label, _ = _backbone(function, paths, options)
+    start = 0
+    for name, (real, synthetic) in samples.items():
+        count = len(real)
+        chunk = vectors[start:start + 2 * count]
+        start += 2 * count
+        result = real_vs_synthetic_auc(chunk[:count], chunk[count:], [image.group for image in real], options.seed)
         flagged = result.auc >= options.threshold
         sentence = (f"{name}: a linear probe on the classifier's features tells real from synthetic images: AUC "
                     f"{result.auc:.2f}. \"Synthetic\" is itself a learnable cue, so a classifier trained on a "
@@ -279,7 +286,8 @@ def _probe_pool(function: Any, images: list[AuditImage], classes: tuple[str, ...
                     f"images: AUC {result.auc:.2f} (below {options.threshold:.2f}).")
         entries[name] = {"n_real": count, "n_synthetic": count, **_result_fields(result), "flagged": flagged,
                          "sentence": sentence}
-    return {"pool": str(Path(options.pool).resolve()), "weights": label, "classes": entries}  # type: ignore[arg-type]
+    return {"pool": str(Path(options.pool).resolve()), "weights": label,  # type: ignore[arg-type]
+            "classes": {name: entries[name] for name in classes}}
 
 
 def _verdict(report: dict[str, Any]) -> str:
