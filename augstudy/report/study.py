@@ -29,6 +29,11 @@ if TYPE_CHECKING:
 GRID_PER_CLASS = 4  # real and synthetic tiles per class in the side-by-side grid
 GRID_TILE = 128  # tiles are upscaled (nearest neighbour) to at least this side, so a reader can judge them
 ANSWER_NAME = "answer.json"
+FIGURE_CAPTIONS = {
+    "accuracy_vs_ratio": "Test accuracy vs synthetic % (mean, 95% CI, one point per seed)",
+    "balanced_accuracy_vs_ratio": "Test balanced accuracy vs synthetic % (mean, 95% CI, one point per seed)",
+    "training_curves": "Training and validation loss per epoch, every cell",
+}
 AUDIT_NAME = "audit.json"
 RANDOM_INIT_BANNER = ("Random-init backbone: no ImageNet weights were available offline, so the classifier "
                       "sees untrained features. The numbers below test the pipeline, not the research question; "
@@ -280,10 +285,10 @@ def _classifier_section(doc: Document, study: Study, results: Path, split: str |
                       f"split {first['split']}. Validation and test images are real only."))
     if "random" in first["weights"].lower():
         doc.add(Banner("Random-init backbone: these accuracies test the pipeline, not the research question."))
-    figure = results / "figures" / "accuracy_vs_ratio.png"
-    if figure.is_file() and not (results / ANSWER_NAME).is_file():  # with an answer, its figures are above
-        doc.add(Figure(_rel(study, figure), "Test accuracy vs synthetic % (mean, 95% CI, one point per seed)",
-                       f"augstudy sweep (options: {_rel(study, results / 'sweep_options.json')})"))
+    if not (results / ANSWER_NAME).is_file():  # with an answer, the figures it lists are shown above
+        for figure in _sweep_figures(results):
+            doc.add(Figure(_rel(study, figure), _caption(figure.stem),
+                           f"augstudy sweep (options: {_rel(study, results / 'sweep_options.json')})"))
     table = []
     for row in rows:
         if row["metric"] not in ("accuracy", "balanced_accuracy", "roc_auc"):
@@ -295,6 +300,20 @@ def _classifier_section(doc: Document, study: Study, results: Path, split: str |
                   table),
             Paragraph(f"Degenerate: {DEGENERATE} Per-seed rows: `{_rel(study, results / 'results.csv')}`; "
                       f"test used: {next((row['test'] for row in rows if row['test']), '–')}."))
+
+
+def _sweep_figures(results: Path) -> list[Path]:
+    """Every PNG figure of a sweep without an answer.json: the accuracy plots first, then the rest by name."""
+    figures = sorted((results / "figures").glob("*.png"))
+    return sorted(figures, key=lambda path: (path.stem not in FIGURE_CAPTIONS, path.name))
+
+
+def _caption(stem: str) -> str:
+    if stem in FIGURE_CAPTIONS:
+        return FIGURE_CAPTIONS[stem]
+    if stem.startswith("confusion_ratio-"):
+        return f"Confusion matrix at {int(stem.rsplit('-', 1)[1])} % synthetic (test set, seeds summed)"
+    return stem.replace("_", " ")
 
 
 def _timing_section(doc: Document, study: Study) -> None:

@@ -83,7 +83,9 @@ def test_without_answer_json_the_report_falls_back_to_the_sweep_tables(tmp_path:
     study = _study(tmp_path, weights="imagenet", answer=False)
     text = write_study_report(study).read_text(encoding="utf-8")
     assert "stated no answer" in text
-    assert "results/figures/accuracy_vs_ratio.png" in text
+    figures = ["accuracy_vs_ratio.png", "arms.png", "confusion.png", "learning_curve.png"]
+    positions = [text.index(f"](results/figures/{name})") for name in figures]
+    assert positions == sorted(positions)  # every figure of the sweep is embedded, the accuracy plot first
     assert "Random-init" not in text
 
 
