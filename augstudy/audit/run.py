@@ -106,9 +106,7 @@ def run_audit(options: AuditOptions) -> dict[str, Any]:
                       padding_group(images, pixels, str(prepare_options["fit"])), histogram_group(pixels)]
     weights_label = None
     if options.backbone_features:
-        from augstudy.audit.backbone import backbone_features
-
-        vectors, weights_label, _ = _backbone(backbone_features, [image.path for image in images], options)
+        vectors, weights_label = _backbone([image.path for image in images], options)
         feature_groups.append(FeatureGroup("backbone", f"{options.backbone} features ({weights_label})", "content",
                                            tuple(f"f{index}" for index in range(vectors.shape[1])), vectors))
     results = [_audit_group(group, labels, groups, classes, options) for group in feature_groups]
@@ -127,9 +125,7 @@ def run_audit(options: AuditOptions) -> dict[str, Any]:
         "source_files_found": source_dir is not None,
     }
     if options.pool is not None:
-        from augstudy.audit.backbone import backbone_features
-
-        report["real_vs_synthetic"] = _probe_pool(backbone_features, images, classes, options)
+        report["real_vs_synthetic"] = _probe_pool(images, classes, options)
     report["shortcuts"] = [item["name"] for item in results if item.get("flagged") and item["kind"] == "metadata"]
     report["partial_shortcuts"] = [cue for item in results for cue in item.get("exclusive", [])]
     report["flags"] = [item["sentence"] for item in results if item.get("flagged")]
@@ -173,13 +169,17 @@ def _fingerprint(options: AuditOptions) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def _backbone(function: Any, paths: list[Path], options: AuditOptions) -> tuple[np.ndarray, str, int]:
+def _backbone(paths: list[Path], options: AuditOptions) -> tuple[np.ndarray, str]:
+    """The backbone's features of `paths` and the weights' label; Keras loads only here."""
+    from augstudy.audit.backbone import backbone_features
     from augstudy.classify.backbones import WeightsUnavailableError
     from augstudy.classify.backend import KerasBackendError
 
     try:
-        return function(paths, options.backbone, options.weights, options.input_size, options.keras_backend,
-                        options.cache_dir, options.feature_batch_size, options.progress)
+        vectors, label, _ = backbone_features(paths, options.backbone, options.weights, options.input_size,
+                                              options.keras_backend, options.cache_dir,
+                                              options.feature_batch_size, options.progress)
+        return vectors, label
     except (WeightsUnavailableError, KerasBackendError, ValueError) as error:
         raise AuditError(f"backbone features: {error}") from error
 
@@ -245,8 +245,7 @@ def _sentence(group: FeatureGroup, auc: float, flagged: bool, threshold: float) 
             "visible without any learned knowledge; the other groups tell whether it is more than the pathology.")
 
 
-def _probe_pool(function: Any, images: list[AuditImage], classes: tuple[str, ...],
-                options: AuditOptions) -> dict[str, Any]:
+def _probe_pool(images: list[AuditImage], classes: tuple[str, ...], options: AuditOptions) -> dict[str, Any]:
     """Per class: train images of the split vs as many synthetic images of that class (seeded sample)."""
     from augstudy.classify.data import DataError, read_pool
 
@@ -271,7 +270,7 @@ def _probe_pool(function: Any, images: list[AuditImage], classes: tuple[str, ...
     paths = [path for real, synthetic in samples.values() for path in [image.path for image in real] + synthetic]
     label = None
     if paths:  # one backbone pass (and one build) for every class
-        vectors, label, _ = _backbone(function, paths, options)
+        vectors, label = _backbone(paths, options)
     start = 0
     for name, (real, synthetic) in samples.items():
         count = len(real)
