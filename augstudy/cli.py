@@ -14,6 +14,7 @@ import click
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "phantom": ("augstudy.data.phantom", "phantom_command", "Write built-in chest-CT-like phantom data."),
     "prepare": ("augstudy.data.prepare", "prepare_command", "Clean, dedupe and resize a labelled image set."),
+    "audit": ("augstudy.audit.run", "audit_command", "Can the label be predicted without pathology?"),
     "train-gan": ("augstudy.gan.train", "train_gan_command", "Train StyleGAN2-ADA per class or conditional."),
     "import-network": ("augstudy.gan.import_network", "import_network_command",
                        "Convert an official NVlabs .pkl to a snapshot (no code run)."),

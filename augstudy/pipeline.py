@@ -28,7 +28,7 @@ from augstudy.options import OptionError, check_types, options_to_dict
 from augstudy.outputs import OutputError, check_output
 from stylegan2ada.io import atomic_write_json
 
-STEPS = ("phantom", "prepare", "train_gan", "generate", "metrics", "sweep", "report")
+STEPS = ("phantom", "prepare", "audit", "train_gan", "generate", "metrics", "sweep", "report")
 SECTIONS = ("study", *STEPS[:-1])
 STATE_FILE = "study_state.json"
 DEMO_CONFIG = "demo.toml"
@@ -113,6 +113,7 @@ def _resolve(base: Path, value: str | os.PathLike[str]) -> Path:
 _OPTIONS_CLASSES = {
     "phantom": ("augstudy.data.phantom", "PhantomOptions"),
     "prepare": ("augstudy.data.prepare", "PrepareOptions"),
+    "audit": ("augstudy.audit.run", "AuditOptions"),
     "train_gan": ("augstudy.gan.train", "TrainGanOptions"),
     "generate": ("augstudy.gan.generate", "GenerateOptions"),
     "metrics": ("augstudy.metrics.evaluate", "GanMetricsOptions"),
@@ -129,13 +130,14 @@ def _options_class(step: str) -> type:
 _WIRED = {
     "phantom": {"out"},
     "prepare": {"source", "out"},
+    "audit": {"data", "pool", "out"},
     "train_gan": {"data", "out"},
     "generate": {"networks", "out"},
     "metrics": {"real", "fake", "out"},
     "sweep": {"data", "pool", "out"},
 }
 # Keys a section may hold besides its options' fields.
-_EXTRA_KEYS = {"sweep": {"splits"}, "metrics": {"enabled"}}
+_EXTRA_KEYS = {"sweep": {"splits"}, "metrics": {"enabled"}, "audit": {"enabled"}}
 # Keys holding paths, relative to the config file; the inputs among them must exist.
 _PATH_KEYS = ("resume_from", "inception", "cache_dir", "weights")
 _INPUT_PATH_KEYS = ("resume_from", "inception", "weights")
@@ -144,6 +146,7 @@ _WEIGHTS_WORDS = ("imagenet", "none", "auto")
 _USER_ERRORS = {
     "phantom": ("augstudy.data.phantom", "USER_ERRORS"),
     "prepare": ("augstudy.data.prepare", "USER_ERRORS"),
+    "audit": ("augstudy.audit.run", "USER_ERRORS"),
     "metrics": ("augstudy.metrics.cli", "USER_ERRORS"),
     "sweep": ("augstudy.classify.sweep", "USER_ERRORS"),
 }
@@ -205,6 +208,10 @@ class Study:
         return self.out / "prepared"
 
     @property
+    def audit(self) -> Path:
+        return self.out / "audit"
+
+    @property
     def runs(self) -> Path:
         return self.out / "runs"
 
@@ -221,6 +228,7 @@ class Study:
         layout: dict[str, dict[str, Any]] = {
             "phantom": {"out": self.out / "phantom"},
             "prepare": {"source": self.source, "out": self.prepared},
+            "audit": {"data": self.prepared, "pool": None, "out": self.audit},
             "train_gan": {"data": self.prepared, "out": self.runs},
             "generate": {"out": self.pool, "networks": ()},
             "metrics": {"real": self.prepared, "fake": self.pool, "out": self.pool / "metrics.json"},
@@ -276,6 +284,7 @@ class Study:
         prepare_options = self.options("prepare")
         self._run_step("prepare", prepare_options,
                        lambda: self.log(format_summary(prepare(prepare_options))))
+        self._run_audit()
 
         from augstudy.gan.train import train_gans
         train_options = self.options("train_gan")
@@ -290,6 +299,7 @@ class Study:
         from augstudy.gan.generate import generate_pool
         generate_options = self.options("generate", networks=tuple(Path(snapshots[name]) for name in sorted(snapshots)))
         self._run_step("generate", generate_options, lambda: generate_pool(generate_options))
+        self._run_audit(pool=self.pool)
 
         if config.sections["metrics"].get("enabled", True):
             from augstudy.metrics.evaluate import gan_metrics
@@ -305,6 +315,25 @@ class Study:
         report = write_study_report(self)
         self.log(f"Report: {report}")
         return report
+
+    def _run_audit(self, pool: Path | None = None) -> None:
+        """The shortcut audit, right after prepare (before any GAN time is spent) and again with the
+        pool once there is one (adding the real-vs-synthetic probe); `[audit] enabled = false` skips it."""
+        if not self.config.sections["audit"].get("enabled", True):
+            return
+        from augstudy.audit.run import AuditError, format_audit, run_audit
+
+        options = self.options("audit", pool=pool)
+
+        def action() -> dict[str, Any]:
+            try:
+                report = run_audit(options)
+            except AuditError as error:
+                raise click.ClickException(str(error)) from error
+            self.log(format_audit(report))
+            return {"shortcuts": report["shortcuts"], "flags": len(report["flags"])}
+
+        self._run_step("audit:pool" if pool else "audit", options, action)
 
     def sweep_outputs(self) -> dict[str | None, Path]:
         """Split -> results folder; several splits (`splits = [...]`) each get a folder of their own."""

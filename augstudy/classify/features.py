@@ -65,6 +65,17 @@ class FeatureSpec:
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
+def backbone_feature_spec(backbone: str, weights_id: str, input_size: int, preprocess_module: str,
+                          geometry: Geometry, keras_backend: str) -> FeatureSpec:
+    """The cache key of a frozen backbone's features: one builder, so `sweep` and `audit` share features
+    exactly when the image path, weights, backbone and library versions are all the same."""
+    return FeatureSpec(
+        backbone=backbone, weights_id=weights_id, input_size=input_size,
+        preprocessing=f"{geometry.id}+keras.applications.{preprocess_module}.preprocess_input",
+        keras_backend=keras_backend, library_versions=library_versions(keras_backend),
+    )
+
+
 class InputPipeline:
     """Image files -> the preprocessed float32 batch a backbone takes; shared by every path."""
 

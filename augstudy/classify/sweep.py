@@ -52,9 +52,9 @@ from augstudy.classify.features import (
     FeatureSpec,
     ImageRef,
     InputPipeline,
+    backbone_feature_spec,
     cached_features,
     default_cache_dir,
-    library_versions,
 )
 from augstudy.classify.heads import HEADS, FeatureStats, HeadSpec, build_head, compile_classifier, head_spec
 from augstudy.classify.images import IMAGE_PIPELINE_ID, ImageReadError, ViewParams, prepared_geometry
@@ -354,12 +354,8 @@ class Sweep:
                 f"{self.options.split} split{', fine-tuned' if self.options.finetune else ''}")
 
     def feature_spec(self) -> FeatureSpec:
-        return FeatureSpec(
-            backbone=self.backbone_spec.name, weights_id=self.weights.cache_id, input_size=self.input_size,
-            preprocessing=f"{self.geometry.id}+keras.applications.{self.backbone_spec.preprocess_module}"
-                          ".preprocess_input",
-            keras_backend=self.backend, library_versions=library_versions(self.backend),
-        )
+        return backbone_feature_spec(self.backbone_spec.name, self.weights.cache_id, self.input_size,
+                                     self.backbone_spec.preprocess_module, self.geometry, self.backend)
 
     # ---- inputs -----------------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ CLASS_FOLDERS: dict[str, tuple[str, str]] = {
     "large_cell": ("large.cell.carcinoma_left.hilum_T2_N2_M0_IIIa", "large.cell.carcinoma"),
 }
 # grey levels of the tissues (0-255, roughly a lung window)
-AIR, LUNG, FAT, SOFT, BLOOD, VESSEL, MASS, BONE = 0.0, 28.0, 92.0, 122.0, 138.0, 118.0, 150.0, 232.0
+AIR, LUNG, FAT, SOFT, BLOOD, VESSEL, MASS, BONE = 0.0, 28.0, 92.0, 122.0, 138.0, 118.0, 165.0, 232.0
 
 
 @dataclass(frozen=True)
@@ -175,7 +175,7 @@ def _add_lesion(image: np.ndarray, rng: np.random.Generator, class_name: str,
         return
     lx, ly, lax, lay, angle = lung
     if class_name == "squamous":  # central, at the left hilum (medial edge of the lung), into the mediastinum
-        mx, my, size = lx - lax * rng.uniform(0.35, 0.55), ly + lay * rng.uniform(-0.2, 0.2), rng.uniform(0.3, 0.45)
+        mx, my, size = lx - lax * rng.uniform(0.15, 0.35), ly + lay * rng.uniform(-0.2, 0.2), rng.uniform(0.45, 0.6)
     elif class_name == "adenocarcinoma":  # peripheral, lower lobe (posterior in an axial slice)
         mx, my, size = lx + lax * rng.uniform(0.2, 0.5), ly + lay * rng.uniform(0.35, 0.6), rng.uniform(0.15, 0.28)
     elif class_name == "large_cell":  # large peripheral mass

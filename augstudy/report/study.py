@@ -1,8 +1,12 @@
 """The study report: `OUT/report.md` and `OUT/report.html` from what the steps wrote.
 
-It only reads the steps' own outputs (report.json, stats.jsonl, metrics.json, summary.csv, the
-figures), so it can be rebuilt at any time and every number in it has a file behind it. Each
-figure names the command and the options file that made it.
+It only reads the steps' own outputs (report.json, audit.json, stats.jsonl, metrics.json,
+answer.json, summary.csv, the figures), so it can be rebuilt at any time and every number in it
+has a file behind it. Each figure names the command and the options file that made it.
+
+A researcher reads the top first, so it opens with the answer in plain words (each sweep's
+answer.json: `sentence`, `warnings`, and `figures` in reading order), then the shortcut audit's
+verdict, then those figures; the details (data, GAN, tables, timings) follow.
 """
 
 from __future__ import annotations
@@ -16,13 +20,26 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from augstudy.report.document import Code, Document, Figure, Heading, Paragraph, Table
+from augstudy.report.document import Banner, Bullets, Code, Document, Figure, Heading, Paragraph, Table
 from stylegan2ada.io import atomic_write_text
 
 if TYPE_CHECKING:
     from augstudy.pipeline import Study
 
-GRID_PER_CLASS = 8
+GRID_PER_CLASS = 4  # real and synthetic tiles per class in the side-by-side grid
+GRID_TILE = 128  # tiles are upscaled (nearest neighbour) to at least this side, so a reader can judge them
+ANSWER_NAME = "answer.json"
+FIGURE_CAPTIONS = {
+    "accuracy_vs_ratio": "Test accuracy vs synthetic % (mean, 95% CI, one point per seed)",
+    "balanced_accuracy_vs_ratio": "Test balanced accuracy vs synthetic % (mean, 95% CI, one point per seed)",
+    "training_curves": "Training and validation loss per epoch, every cell",
+}
+AUDIT_NAME = "audit.json"
+RANDOM_INIT_BANNER = ("Random-init backbone: no ImageNet weights were available offline, so the classifier "
+                      "sees untrained features. The numbers below test the pipeline, not the research question; "
+                      "put the weights file in place (see the README) for a meaningful study.")
+DEGENERATE = ("A degenerate run predicts one class for every test image, or fits its training set perfectly "
+              "while the test set is at chance; such runs are kept and counted, never dropped.")
 
 
 def write_study_report(study: Study) -> Path:
@@ -31,11 +48,17 @@ def write_study_report(study: Study) -> Path:
     doc = Document(f"augstudy report: {study.config.name}")
     if study.config.description:
         doc.add(Paragraph(study.config.description))
+    outputs = study.sweep_outputs()
+    if any(_random_init(results) for results in outputs.values()):
+        doc.add(Banner(RANDOM_INIT_BANNER))
+    _answer_section(doc, study, outputs)
+    _audit_section(doc, study)
+    _figures_section(doc, study, outputs)
     doc.add(Paragraph(f"Config: `{study.config.path}`. Re-run (resumes, skips finished steps):"),
             Code(f"augstudy run {study.config.path} --out {out}"))
     _data_section(doc, study)
     _gan_section(doc, study)
-    for split, results in study.sweep_outputs().items():
+    for split, results in outputs.items():
         _classifier_section(doc, study, results, split)
     _timing_section(doc, study)
     report = out / "report.md"
@@ -65,6 +88,86 @@ def _number(text: str) -> float:
     return float(text) if text.strip() else float("nan")
 
 
+def _split_label(split: str | None) -> str:
+    return f" ({split} split)" if split else ""
+
+
+def _random_init(results: Path) -> bool:
+    summary = results / "summary.csv"
+    if not summary.is_file():
+        return False
+    with open(summary, newline="", encoding="utf-8") as handle:
+        return any("random" in row.get("weights", "").lower() for row in csv.DictReader(handle))
+
+
+def _answer_section(doc: Document, study: Study, outputs: dict[str | None, Path]) -> None:
+    doc.add(Heading("The answer"))
+    for split, results in outputs.items():
+        answer = _read_json(results / ANSWER_NAME)
+        label = f"**{split} split:** " if split else ""
+        if answer is None:
+            state = "has not finished" if not (results / "summary.csv").is_file() else "stated no answer"
+            doc.add(Paragraph(f"{label}The sweep {state} (no `{_rel(study, results / ANSWER_NAME)}`); its "
+                              "tables are in the Classifier section below."))
+            continue
+        doc.add(Paragraph(f"{label}{answer['sentence']} (Primary metric: {answer['primary_metric']}; positive "
+                          f"class: {answer['positive_class']}.)"))
+        warnings = [_explain(text) for text in answer.get("warnings", [])]
+        if warnings:
+            doc.add(Bullets([f"Warning: {text}" for text in warnings]))
+
+
+def _explain(text: str) -> str:
+    """Add the definition of a term a reader may not know, where it first appears."""
+    return f"{text} ({DEGENERATE})" if "degenerate" in text.lower() else text
+
+
+def _audit_section(doc: Document, study: Study) -> None:
+    audit = _read_json(study.audit / AUDIT_NAME)
+    doc.add(Heading("Shortcut audit: can the label be predicted without pathology?"))
+    if audit is None:
+        doc.add(Paragraph("The audit did not run (`[audit] enabled = false`, or the study stopped before it). "
+                          "Run `augstudy audit --data PREPARED --out DIR` before trusting any accuracy."))
+        return
+    doc.add(Paragraph(f"**Verdict:** {audit['verdict']}"),
+            Paragraph(f"Each row is a simple classifier (logistic regression, and a depth-3 decision tree for "
+                      f"small groups) trained on one kind of attribute only, scored by ROC AUC over "
+                      f"cross-validation folds that keep copies of an image together: 0.5 means the attribute "
+                      f"says nothing about the label, 1.0 that it gives the label away. Rows at or above "
+                      f"{audit['threshold']:.2f} are flagged. Metadata cannot show pathology, so a flagged "
+                      f"metadata row is a shortcut; content rows look at the pixels. {audit['split']} split, "
+                      f"{', '.join(f'{n} {name}' for name, n in audit['images'].items())}."))
+    rows = [[item["title"], item["kind"], _fmt(item.get("auc")) if "auc" in item else "skipped (constant)",
+             "**yes**" if item.get("flagged") else "no"] for item in audit["groups"]]
+    doc.add(Table(["attribute group", "kind", "ROC AUC", "flagged"], rows))
+    if audit.get("partial_shortcuts"):
+        doc.add(Bullets([cue["sentence"] for cue in audit["partial_shortcuts"]]))
+    probe = audit.get("real_vs_synthetic")
+    if probe:
+        doc.add(Paragraph(f"Real vs synthetic: a linear probe on the classifier's backbone features "
+                          f"({probe['weights']}) tries to tell a class's real train images from as many of its "
+                          f"synthetic ones. Near 0.5 the classifier cannot tell them apart; near 1.0 \"synthetic\" "
+                          f"is itself a cue it can learn."),
+                Table(["class", "real", "synthetic", "ROC AUC", "flagged"],
+                      [[name, str(item.get("n_real", "–")), str(item.get("n_synthetic", "–")),
+                        _fmt(item["auc"]) if "auc" in item else item.get("skipped", "–"),
+                        "**yes**" if item.get("flagged") else "no"] for name, item in probe["classes"].items()]))
+    doc.add(Paragraph(f"Made by: augstudy audit (results: `{_rel(study, study.audit / AUDIT_NAME)}`)."))
+
+
+def _figures_section(doc: Document, study: Study, outputs: dict[str | None, Path]) -> None:
+    """The figures each answer.json lists, in its order (arms, learning curve, metrics, confusion, curves)."""
+    for split, results in outputs.items():
+        answer = _read_json(results / ANSWER_NAME)
+        figures = [item for item in (answer or {}).get("figures", []) if (results / item["path"]).is_file()]
+        if not figures:
+            continue
+        doc.add(Heading(f"Figures{_split_label(split)}"))
+        for item in figures:
+            doc.add(Figure(_rel(study, results / item["path"]), _explain(item["caption"]),
+                           f"augstudy sweep (options: {_rel(study, results / 'sweep_options.json')})"))
+
+
 def _data_section(doc: Document, study: Study) -> None:
     report = _read_json(study.prepared / "report.json")
     doc.add(Heading("Data"))
@@ -88,25 +191,46 @@ def _data_section(doc: Document, study: Study) -> None:
             Paragraph("Images in valid/test that are exact (byte or pixel) or near (perceptual hash) copies of a "
                       "train image inflate test accuracy; the dedup split removes them."),
             Table(["split", "class", "official", "dedup", "exact copies of train", "near copies of train"], rows))
-    grid = _real_grid(study, classes)
+    grid = image_grid(study.prepared / "images" / "train", study.pool, classes,
+                      study.out / "report_files" / "real_vs_synthetic.png")
     if grid is not None:
-        doc.add(Figure(_rel(study, grid), f"Real train images, {GRID_PER_CLASS} per class (rows: {', '.join(classes)})",
-                       f"augstudy prepare (options: {_rel(study, study.prepared / 'prepare_options.json')})"))
+        has_pool = any((study.pool / name).is_dir() for name in classes)
+        caption = (f"Rows: {', '.join(classes)}. Left: {GRID_PER_CLASS} real train images"
+                   + (f"; right, after the gap: {GRID_PER_CLASS} synthetic images of the same class" if has_pool
+                      else "") + f" (each shown at {grid[1]} px, nearest-neighbour).")
+        doc.add(Figure(_rel(study, grid[0]), caption,
+                       f"augstudy prepare and generate (options: "
+                       f"{_rel(study, study.prepared / 'prepare_options.json')}, "
+                       f"{_rel(study, study.pool / 'generate_options.json')})"))
 
 
-def _real_grid(study: Study, classes: list[str]) -> Path | None:
+def image_grid(real: Path, pool: Path, classes: list[str], out: Path) -> tuple[Path, int] | None:
+    """Real and synthetic images side by side, one row per class, tiles upscaled to >= GRID_TILE px.
+
+    Returns the PNG path and the tile side, or None when a class has no real image. Synthetic
+    tiles are left out (blank) where the pool lacks the class.
+    """
     rows = []
+    side = 0
     for name in classes:
-        files = sorted((study.prepared / "images" / "train" / name).glob("*.png"))[:GRID_PER_CLASS]
-        if not files:
+        real_files = sorted((real / name).glob("*.png"))[:GRID_PER_CLASS]
+        if not real_files:
             return None
-        tiles = [np.asarray(Image.open(path).convert("L")) for path in files]
-        tiles += [np.zeros_like(tiles[0])] * (GRID_PER_CLASS - len(tiles))
-        rows.append(np.concatenate(tiles, axis=1))
-    path = study.out / "report_files" / "real_grid.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
-    return path
+        fake_files = sorted((pool / name).glob("*.png"))[:GRID_PER_CLASS] if (pool / name).is_dir() else []
+        real_tiles = [np.asarray(Image.open(path).convert("L")) for path in real_files]
+        side = side or real_tiles[0].shape[0] * -(-GRID_TILE // real_tiles[0].shape[0])  # a whole multiple
+        rows.append(_tile_row(real_tiles, side) + [np.full((side, side // 8), 255, np.uint8)]
+                    + _tile_row([np.asarray(Image.open(path).convert("L")) for path in fake_files], side))
+    grid = np.concatenate([np.concatenate(row, axis=1) for row in rows], axis=0)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid).save(out)
+    return out, side
+
+
+def _tile_row(tiles: list[np.ndarray], side: int) -> list[np.ndarray]:
+    """GRID_PER_CLASS tiles of side x side: each image enlarged by nearest neighbour, blanks to fill."""
+    scaled = [np.asarray(Image.fromarray(tile).resize((side, side), Image.Resampling.NEAREST)) for tile in tiles]
+    return scaled + [np.zeros((side, side), np.uint8)] * (GRID_PER_CLASS - len(scaled))
 
 
 def _gan_section(doc: Document, study: Study) -> None:
@@ -123,10 +247,6 @@ def _gan_section(doc: Document, study: Study) -> None:
         doc.add(Paragraph(f"StyleGAN2-ADA runs under `{_rel(study, study.runs)}` (options in each run's "
                           "training_options.json; per-tick figures in stats.jsonl)."),
                 Table(["run", "kimg", "sec/kimg", "augment p", "SWD at last snapshot (x1e3)"], rows))
-    preview = study.pool / "preview.png"
-    if preview.is_file():
-        doc.add(Figure(_rel(study, preview), "Synthetic images (rows: classes; image i from seed i)",
-                       f"augstudy generate (options: {_rel(study, study.pool / 'generate_options.json')})"))
     metrics = _read_json(study.pool / "metrics.json")
     if metrics is None:
         doc.add(Paragraph("GAN quality metrics were not computed (metrics step disabled or not run)."))
@@ -153,7 +273,7 @@ def _gan_section(doc: Document, study: Study) -> None:
 
 
 def _classifier_section(doc: Document, study: Study, results: Path, split: str | None) -> None:
-    doc.add(Heading(f"Classifier{f' ({split} split)' if split else ''}"))
+    doc.add(Heading(f"Classifier{_split_label(split)}"))
     summary = results / "summary.csv"
     if not summary.is_file():
         doc.add(Paragraph("The sweep has not finished."))
@@ -164,12 +284,11 @@ def _classifier_section(doc: Document, study: Study, results: Path, split: str |
     doc.add(Paragraph(f"Backbone {first['backbone']} (weights: {first['weights']}), head {first['head']}, "
                       f"split {first['split']}. Validation and test images are real only."))
     if "random" in first["weights"].lower():
-        doc.add(Paragraph("WARNING: the backbone is randomly initialised (no ImageNet weights were available), "
-                          "so these accuracies test the pipeline, not the research question."))
-    figure = results / "figures" / "accuracy_vs_ratio.png"
-    if figure.is_file():
-        doc.add(Figure(_rel(study, figure), "Test accuracy vs synthetic % (mean, 95% CI, one point per seed)",
-                       f"augstudy sweep (options: {_rel(study, results / 'sweep_options.json')})"))
+        doc.add(Banner("Random-init backbone: these accuracies test the pipeline, not the research question."))
+    if not (results / ANSWER_NAME).is_file():  # with an answer, the figures it lists are shown above
+        for figure in _sweep_figures(results):
+            doc.add(Figure(_rel(study, figure), _caption(figure.stem),
+                           f"augstudy sweep (options: {_rel(study, results / 'sweep_options.json')})"))
     table = []
     for row in rows:
         if row["metric"] not in ("accuracy", "balanced_accuracy", "roc_auc"):
@@ -179,8 +298,22 @@ def _classifier_section(doc: Document, study: Study, results: Path, split: str |
                       _fmt(_number(row["mean_difference"])), _fmt(_number(row["p_holm"])), row["n_degenerate"]])
     doc.add(Table(["synthetic %", "metric", "seeds", "mean", "95% CI", "diff. vs 0%", "p (Holm)", "degenerate"],
                   table),
-            Paragraph(f"Per-seed rows: `{_rel(study, results / 'results.csv')}`; test used: "
-                      f"{next((row['test'] for row in rows if row['test']), '–')}."))
+            Paragraph(f"Degenerate: {DEGENERATE} Per-seed rows: `{_rel(study, results / 'results.csv')}`; "
+                      f"test used: {next((row['test'] for row in rows if row['test']), '–')}."))
+
+
+def _sweep_figures(results: Path) -> list[Path]:
+    """Every PNG figure of a sweep without an answer.json: the accuracy plots first, then the rest by name."""
+    figures = sorted((results / "figures").glob("*.png"))
+    return sorted(figures, key=lambda path: (path.stem not in FIGURE_CAPTIONS, path.name))
+
+
+def _caption(stem: str) -> str:
+    if stem in FIGURE_CAPTIONS:
+        return FIGURE_CAPTIONS[stem]
+    if stem.startswith("confusion_ratio-"):
+        return f"Confusion matrix at {int(stem.rsplit('-', 1)[1])} % synthetic (test set, seeds summed)"
+    return stem.replace("_", " ")
 
 
 def _timing_section(doc: Document, study: Study) -> None:

@@ -48,9 +48,11 @@ def test_kaggle_layout_with_real_folder_names_grey_and_varied_sizes(tmp_path: Pa
     assert min(w for w, _ in sizes) >= 224 and max(w for w, _ in sizes) <= 480
 
 
-def test_squamous_shows_a_mass_at_the_left_hilum() -> None:
-    """Averaged over many slices, squamous is brighter than normal at the patient's left hilum
-    (image right of centre), and not on the mirrored side."""
+def test_squamous_shows_a_mass_at_the_left_hilum_visible_at_the_demos_resolution() -> None:
+    """Averaged over many slices brought to the demo's 32 px, squamous is much brighter than normal
+    at the patient's left hilum (image right of centre), and not on the mirrored side. (The mass
+    used to be small enough to vanish at 32 px: a difference of 7.6 grey levels here, and a demo
+    classifier at chance.)"""
     options = PhantomOptions(Path("unused"), min_width=96, max_width=160)
 
     def mean_image(class_name: str) -> np.ndarray:
@@ -60,8 +62,8 @@ def test_squamous_shows_a_mass_at_the_left_hilum() -> None:
     difference = mean_image("squamous") - mean_image("normal")
     left_hilum = difference[10:19, 18:24].mean()
     mirrored = difference[10:19, 8:14].mean()
-    assert left_hilum > 5
-    assert left_hilum > mirrored + 4
+    assert left_hilum > 20
+    assert abs(mirrored) < 3
 
 
 def test_resume_skips_written_files_and_new_options_replace_all(tmp_path: Path) -> None:
@@ -105,3 +107,18 @@ def test_cli_writes_the_phantom(tmp_path: Path) -> None:
     assert (tmp_path / "phantom_options.json").is_file()
     outcome = CliRunner().invoke(main, ["phantom", "--out", str(tmp_path), "--classes", "normal,cats"])
     assert outcome.exit_code != 0 and "choose from" in outcome.output
+
+
+def test_the_class_difference_is_the_mass_only_no_metadata_cue(tmp_path: Path) -> None:
+    """The shortcut audit finds nothing but content on the phantom: size, file and padding do not
+    predict the class, and no yes/no attribute belongs to one class only."""
+    from augstudy.audit.run import AuditOptions, run_audit
+    from augstudy.data.prepare import PrepareOptions, prepare
+
+    write_phantom(tmp_path / "phantom", per_class=40, seed=0)
+    prepare(PrepareOptions(source=str(tmp_path / "phantom"), out=tmp_path / "prepared", resolution=32))
+    report = run_audit(AuditOptions(data=tmp_path / "prepared", out=tmp_path / "audit", backbone_features=False,
+                                    progress=False))
+    assert report["shortcuts"] == [] and report["partial_shortcuts"] == []
+    groups = {item["name"]: item for item in report["groups"]}
+    assert groups["histogram"]["flagged"]  # the mass itself shows in the intensity histogram

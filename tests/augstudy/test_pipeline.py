@@ -25,6 +25,9 @@ seed = 3
 resolution = 16
 split = "dedup"
 
+[audit]
+input_size = 32
+
 [train_gan]
 channel_base = 256
 channel_max = 16
@@ -78,17 +81,21 @@ def test_run_makes_every_output_then_resumes_only_what_changed(tmp_path: Path) -
     assert json.loads((out / "pool" / "metrics.json").read_text())["classes"]["squamous"]["swd"]["mean"] > 0
     assert len(_rows(out / "results" / "results.csv")) == 4
     state = json.loads((out / "study_state.json").read_text())
-    assert set(state["steps"]) == {"phantom", "prepare", "train_gan", "generate", "metrics", "sweep:default"}
+    assert set(state["steps"]) == {"phantom", "prepare", "audit", "train_gan", "generate", "audit:pool", "metrics",
+                                   "sweep:default"}
+    audit = json.loads((out / "audit" / "audit.json").read_text())
+    assert set(audit["real_vs_synthetic"]["classes"]) == {"normal", "squamous"}
+    assert audit["verdict"] in text
 
     log.clear()
     Study(load_config(config, out), log=log.append).run()
-    assert sum("skipped" in line for line in log) == 6
+    assert sum("skipped" in line for line in log) == 8
 
     _write(config, seeds=3)
     log.clear()
     Study(load_config(config, out), log=log.append).run()
     skipped = [line for line in log if "skipped" in line]
-    assert len(skipped) == 5 and not any("sweep" in line for line in skipped)
+    assert len(skipped) == 7 and not any("sweep" in line for line in skipped)
     assert len(_rows(out / "results" / "results.csv")) == 6
 
 
