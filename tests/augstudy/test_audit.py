@@ -108,7 +108,8 @@ def test_real_vs_synthetic_probe_separable_and_identical() -> None:
 
 
 @pytest.mark.parametrize("arguments, message", [
-    (["--threshold", "0.5"], "--threshold 0.5 must be above 0.5"),
+    (["--threshold", "0.5"], "0.5: must be a number in (0.5, 1]"),
+    (["--feature-batch-size", "0"], "0: must be an integer >= 1"),
     (["--no-backbone-features", "--pool", "{pool}"], "--pool needs the backbone's features"),
 ])
 def test_cli_rejects_bad_options_with_a_message(tmp_path: Path, arguments: list[str], message: str) -> None:
