@@ -54,6 +54,7 @@ _PASSED_THROUGH = (
     "device",
     "ops",
     "tick_kimg",
+    "nonfinite_limit",
 )
 
 
@@ -108,6 +109,7 @@ class TrainGanOptions:
     device: str | None = None
     ops: str | None = None
     tick_kimg: float | None = None
+    nonfinite_limit: int | None = None
     metrics: tuple[str, ...] = ()
     metrics_images: int | None = None
     inception: Path | None = None
@@ -394,6 +396,8 @@ def _train_pending(options: TrainGanOptions, pending: list[tuple[GanRun, Any, fl
 @click.option("--mirror/--no-mirror", default=None, help="Add x-flipped copies of the training images.")
 @click.option("--snap", type=float, help="kimg between snapshots.")
 @click.option("--tick", "tick_kimg", type=float, help="kimg between progress lines.")
+@click.option("--nonfinite-limit", type=click.IntRange(min=1),
+              help="Stop after this many minibatches in a row with NaN/inf losses or gradients [default: 100].")
 @click.option("--seed", type=int, help="Random seed.")
 @click.option(
     "--resume/--no-resume",
