@@ -18,6 +18,6 @@ def test_nonfinite_limit_is_passed_through_and_defaults_to_the_library(tmp_path:
 
 
 def test_nonfinite_limit_zero_is_refused(tmp_path: Path) -> None:
-    result = CliRunner().invoke(train_gan_command, [str(tmp_path), "--out", str(tmp_path / "runs"),
+    result = CliRunner().invoke(train_gan_command, ["--data", str(tmp_path), "--out", str(tmp_path / "runs"),
                                                     "--nonfinite-limit", "0"])
     assert result.exit_code == 2 and "--nonfinite-limit" in result.output and "Traceback" not in result.output
