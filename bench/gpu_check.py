@@ -57,7 +57,7 @@ class Part:
     budget_s: int  # wall-clock limit of its process on the GPU machine
     gpu_only: bool  # skipped by the dry run (it needs CUDA even at tiny sizes)
     what: str
-    dry_budget_s: float = 40  # the limit in a dry run (CPU, tiny sizes)
+    dry_budget_s: float = 120  # the limit in a dry run (CPU, tiny sizes; generous for a busy CI machine)
 
 
 class Recorder:
