@@ -341,7 +341,7 @@ def torch_threads(threads: int | None) -> Iterator[None]:
 def _train_pending(options: TrainGanOptions, pending: list[tuple[GanRun, Any, float]],
                    hooks: dict[str, Any]) -> dict[str, Path] | None:
     """Estimate (on CPU) then train the pending runs; None when told not to train on the CPU."""
-    from stylegan2ada.training import measure_sec_per_kimg, train
+    from stylegan2ada.training import NonFiniteLossError, measure_sec_per_kimg, train
 
     if pending and _trains_on_cpu(pending[0][1].device):
         sec_per_kimg = measure_sec_per_kimg(pending[0][1])
@@ -361,7 +361,10 @@ def _train_pending(options: TrainGanOptions, pending: list[tuple[GanRun, Any, fl
     trained = {}
     for run, train_options, _ in pending:
         print(f"[{run.name}] training on {run.data} -> {run.run_dir}", flush=True)
-        trained[run.name] = train(train_options, snapshot_hook=hooks[run.name])
+        try:
+            trained[run.name] = train(train_options, snapshot_hook=hooks[run.name])
+        except NonFiniteLossError as error:  # the library's message says what to do next
+            raise click.ClickException(f"[{run.name}] {error}") from error
     return trained
 
 
