@@ -6,11 +6,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.augstudy-installed
 DEMO_OUT ?= demo-out
+GPU_CHECK_OUT ?= gpu-check-out
 # Where no local CPU wheel is set up, point pip at PyTorch's CPU index, e.g.
 #   make test TORCH_CPU_INDEX="--index-url https://download.pytorch.org/whl/cpu"
 TORCH_CPU_INDEX ?=
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo test test-fast lint bench gpu-check clean
 
 install: $(STAMP)
 
@@ -38,6 +39,10 @@ test-fast: install
 
 lint: install
 	$(VENV)/bin/ruff check stylegan2ada augstudy tests bench
+
+# The one device check (bench/gpu_check.py): every GPU figure in one command, at most 8 minutes.
+gpu-check: install
+	$(PY) bench/gpu_check.py --out $(GPU_CHECK_OUT)
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info

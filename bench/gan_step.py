@@ -28,17 +28,21 @@ import torch
 from stylegan2ada.dataset import write_dataset
 from stylegan2ada.distributed import DistContext, resolve_device
 from stylegan2ada.io import atomic_write_json
+from stylegan2ada.ops import set_impl
 from stylegan2ada.training import TrainOptions, build_run, real_batches, time_training_step
 
 SMALL_64 = {"resolution": 64, "cfg": "auto", "channel_base": 2048, "channel_max": 64, "mapping_layers": 2, "batch": 8}
 AUTO_256 = {"resolution": 256, "cfg": "auto"}
 
 
-def measure(config: dict[str, Any], device_name: str, repeats: int, p: float, threads: int | None) -> dict[str, Any]:
-    """Time one configuration in this (fresh) process."""
+def measure(config: dict[str, Any], device_name: str, repeats: int, p: float, threads: int | None,
+            fp32: bool = False, ops: str | None = None) -> dict[str, Any]:
+    """Time one configuration in this (fresh) process; `fp32`/`ops` as in TrainOptions."""
     if threads is not None:
         torch.set_num_threads(threads)
     device = resolve_device(device_name)
+    if ops is not None:  # build_run does not apply TrainOptions.ops; train() does, and so must we
+        set_impl(ops)
     torch.manual_seed(0)
     resolution = config["resolution"]
     sizes = {key: config[key] for key in ("channel_base", "channel_max", "mapping_layers") if key in config}
@@ -48,7 +52,8 @@ def measure(config: dict[str, Any], device_name: str, repeats: int, p: float, th
         data = write_dataset(Path(tmp) / "data.zip", images)
         options = TrainOptions(
             data=str(data), run_dir=str(Path(tmp) / "run"), cfg=config["cfg"], batch=config["batch"],
-            aug="fixed" if p > 0 else "ada", p=p if p > 0 else None, workers=0, device=device_name, **sizes,
+            aug="fixed" if p > 0 else "ada", p=p if p > 0 else None, workers=0, device=device_name, fp32=fp32,
+            ops=ops, **sizes,
         )
         run = build_run(options, DistContext(0, 1, 0, device, False))
         real_img, real_c = next(real_batches(run))
@@ -56,7 +61,8 @@ def measure(config: dict[str, Any], device_name: str, repeats: int, p: float, th
             torch.cuda.reset_peak_memory_stats(device)
         timing = time_training_step(run, real_img, real_c, repeats=repeats)
     result = {
-        **config, "device": str(device), "threads": torch.get_num_threads(), "aug": run.options.aug, "p": p, "fp16": device.type == "cuda",
+        **config, "device": str(device), "threads": torch.get_num_threads(), "aug": run.options.aug, "p": p,
+        "fp16": device.type == "cuda" and not fp32, "ops": ops,
         "G_params": sum(x.numel() for x in run.G.parameters()), "D_params": sum(x.numel() for x in run.D.parameters()),
         "phase_s": timing["phase_s"], "step_s": timing["step_s"], "sec_per_kimg": timing["sec_per_kimg"],
         "peak_ram_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,

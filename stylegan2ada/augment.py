@@ -12,6 +12,12 @@ untouched, so p = 0 is exactly the identity.
 `AdaController` moves p from the sign of D's output on reals: p rises when D is overconfident
 (E[sign(D(real))] above the target) and falls otherwise. Randomness comes from torch's global RNG
 on the images' device, which the training loop seeds.
+
+No host-device synchronisation per call, except one: constants are made once per device and dtype
+(`_constant`), matrices are built on the device from tensors, unfired images are kept with
+``torch.where`` rather than gathered by index, and the pipe keeps a host copy of p that it reads
+back only after p changed. The one read left is the padding of the geometric resampling (its size
+depends on the drawn transforms), which the reference reads back too.
 """
 
 from __future__ import annotations
@@ -133,10 +139,22 @@ def _imgfilter_bank() -> np.ndarray:
     return bank
 
 
+_CONSTANTS: dict[tuple[object, torch.dtype, torch.device], torch.Tensor] = {}
+
+
+def _constant(value: float | tuple[object, ...], device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A tensor of Python numbers, copied to `device` once and then reused (never modify it in place)."""
+    key = (value, dtype, torch.device(device))
+    tensor = _CONSTANTS.get(key)
+    if tensor is None:
+        tensor = _CONSTANTS[key] = torch.as_tensor(value, dtype=dtype, device=device)
+    return tensor
+
+
 def _matrices(rows: list[list[torch.Tensor | float]], like: torch.Tensor) -> torch.Tensor:
     """Stack per-image matrix entries (tensors [N] or scalars) into [N, k, k] float32 matrices."""
     entries = [
-        torch.as_tensor(v, dtype=torch.float32, device=like.device).expand(like.shape)
+        (v if isinstance(v, torch.Tensor) else _constant(float(v), like.device)).expand(like.shape)
         for row in rows
         for v in row
     ]
@@ -200,23 +218,12 @@ def _fires(probability: torch.Tensor, shape: list[int], device: torch.device) ->
     return torch.rand(shape, device=device) < probability
 
 
-def _replace_rows(
-    images: torch.Tensor, changed: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]
-) -> torch.Tensor:
-    """Apply `fn(indices)` only to the images flagged in `changed`; the others stay bit-identical."""
-    indices = changed.nonzero().squeeze(1)
-    if indices.numel() == 0:
-        return images
-    if indices.numel() == images.shape[0]:
-        return fn(indices)
-    return images.index_copy(0, indices, fn(indices))
-
-
 class AugmentPipe(torch.nn.Module):
     """The ADA pipeline: ``pipe(images) -> images`` for NCHW float images with 1 or 3 channels.
 
     Args: the fields of `AugmentSpec` (op multipliers and strengths). The probability scale is the
-    scalar buffer ``p`` (0 at construction), set by `AdaController` or once for a fixed-p run.
+    scalar buffer ``p`` (0 at construction), set by `AdaController` or once for a fixed-p run
+    (`set_p`, or in place on the buffer: the pipe notices through the buffer's version counter).
     """
 
     p: torch.Tensor
@@ -230,6 +237,20 @@ class AugmentPipe(torch.nn.Module):
         self.register_buffer(
             "imgfilter_bank", torch.as_tensor(_imgfilter_bank(), dtype=torch.float32), persistent=False
         )
+        self._p_seen: tuple[torch.Tensor, int, float] | None = None  # (buffer, its version, its value)
+
+    def p_value(self) -> float:
+        """p as a Python float; reads the device only when the buffer changed since the last read."""
+        seen = self._p_seen
+        if seen is None or seen[0] is not self.p or seen[1] != self.p._version:
+            seen = self._p_seen = (self.p, self.p._version, float(self.p))
+        return seen[2]
+
+    def set_p(self, value: float) -> None:
+        """Set p (rounded to float32, like the buffer) without a read back from the device."""
+        with torch.no_grad():
+            self.p.fill_(value)
+        self._p_seen = (self.p, self.p._version, float(np.float32(value)))
 
     def extra_repr(self) -> str:
         active = [f"{name}={getattr(self.spec, name)}" for name in OP_NAMES if getattr(self.spec, name) > 0]
@@ -243,7 +264,7 @@ class AugmentPipe(torch.nn.Module):
             )
         if not images.is_floating_point():
             raise ValueError(f"AugmentPipe: expected floating-point images, got {images.dtype}")
-        if float(self.p) <= 0 or not any(getattr(self.spec, name) > 0 for name in OP_NAMES):
+        if self.p_value() <= 0 or not any(getattr(self.spec, name) > 0 for name in OP_NAMES):
             return images
         p = self.p.to(device=images.device, dtype=torch.float32)
         images = self._geometric(images, p)
@@ -258,7 +279,8 @@ class AugmentPipe(torch.nn.Module):
         batch, _, height, width = images.shape
         device = images.device
         ref = torch.zeros([batch], device=device)
-        inverse = torch.eye(3, device=device).repeat(batch, 1, 1)
+        identity = torch.eye(3, device=device)
+        inverse = identity.repeat(batch, 1, 1)
 
         if spec.xflip > 0:
             flip = torch.floor(torch.rand([batch], device=device) * 2)
@@ -267,7 +289,7 @@ class AugmentPipe(torch.nn.Module):
         if spec.rotate90 > 0:
             quarter = torch.floor(torch.rand([batch], device=device) * 4)
             quarter = torch.where(_fires(spec.rotate90 * p, [batch], device), quarter, 0)
-            inverse = inverse @ _rotate2d(math.pi / 2 * quarter, ref)
+            inverse = inverse @ _rotate2d(quarter * (math.pi / 2), ref)
         if spec.xint > 0:
             shift = (torch.rand([batch, 2], device=device) * 2 - 1) * spec.xint_max
             shift = torch.where(_fires(spec.xint * p, [batch, 1], device), shift, 0)
@@ -298,8 +320,9 @@ class AugmentPipe(torch.nn.Module):
             shift = torch.where(_fires(spec.xfrac * p, [batch, 1], device), shift, 0)
             inverse = inverse @ _translate2d(-shift[:, 0] * width, -shift[:, 1] * height, ref)
 
-        changed = (inverse != torch.eye(3, device=device)).flatten(1).any(dim=1)
-        return _replace_rows(images, changed, lambda rows: self._resample(images[rows], inverse[rows]))
+        # Every image is resampled (as in the reference) and the unchanged ones are kept bit-exact.
+        changed = (inverse != identity).flatten(1).any(dim=1)
+        return torch.where(changed[:, None, None, None], self._resample(images, inverse), images)
 
     def _resample(self, images: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
         """Warp by the output->input maps `inverse`: reflect-pad, upsample 2x, sample, downsample 2x."""
@@ -310,15 +333,16 @@ class AugmentPipe(torch.nn.Module):
 
         # Pad just enough (plus the filter's support) to cover where the output corners come from.
         cx, cy = (width - 1) / 2, (height - 1) / 2
-        corners = torch.tensor([[-cx, cx, cx, -cx], [-cy, -cy, cy, cy], [1, 1, 1, 1]], device=device)
+        corners = _constant(((-cx, cx, cx, -cx), (-cy, -cy, cy, cy), (1.0, 1.0, 1.0, 1.0)), device)
         sources = (inverse @ corners)[:, :2, :].permute(1, 0, 2).flatten(1)  # [xy, batch * corner]
         margin = torch.cat([-sources, sources]).amax(dim=1)  # [x0, y0, x1, y1]
-        margin = margin + torch.tensor([filter_pad * 2 - cx, filter_pad * 2 - cy] * 2, device=device)
-        limit = torch.tensor([width - 1, height - 1] * 2, device=device)
-        margin = torch.minimum(margin.clamp(min=0), limit)
-        mx0, my0, mx1, my1 = (int(v) for v in margin.ceil().tolist())
+        margin = margin + _constant((filter_pad * 2 - cx, filter_pad * 2 - cy) * 2, device)
+        limit = _constant((width - 1.0, height - 1.0) * 2, device)
+        margin = torch.minimum(margin.clamp(min=0), limit).ceil()
+        # The padding's size depends on the drawn transforms: the pipe's one read back per call.
+        mx0, my0, mx1, my1 = (int(v) for v in margin.tolist())
         images = F.pad(images, [mx0, mx1, my0, my1], mode="reflect")
-        inverse = _translate2d((mx0 - mx1) / 2, (my0 - my1) / 2, ref) @ inverse
+        inverse = _translate2d((margin[0] - margin[2]) / 2, (margin[1] - margin[3]) / 2, ref) @ inverse
 
         # Work at twice the resolution. Symlet-6 is only nearly linear-phase; the -0.5 re-centres the
         # warp on the filter pair's sampling phase, so flips and quarter turns are exact up to a small
@@ -327,10 +351,12 @@ class AugmentPipe(torch.nn.Module):
         inverse = _scale2d(2, 2, ref) @ inverse @ _scale2d(0.5, 0.5, ref)
         inverse = _translate2d(-0.5, -0.5, ref) @ inverse @ _translate2d(0.5, 0.5, ref)
 
-        # affine_grid works in [-1, 1] coordinates of the input and output frames.
+        # affine_grid works in [-1, 1] coordinates of the input and output frames. The input's size
+        # (twice the padded one) is taken from the margin tensor: a per-call constant would be copied.
         out_height, out_width = (height + filter_pad * 2) * 2, (width + filter_pad * 2) * 2
+        padded_size = margin[:2] + margin[2:] + _constant((float(width), float(height)), device)
         theta = (
-            _scale2d(2 / images.shape[3], 2 / images.shape[2], ref)
+            _scale2d(1 / padded_size[0], 1 / padded_size[1], ref)
             @ inverse
             @ _scale2d(out_width / 2, out_height / 2, ref)
         )
@@ -350,7 +376,7 @@ class AugmentPipe(torch.nn.Module):
         ref = torch.zeros([batch], device=device)
         identity = torch.eye(4, device=device)
         matrix = identity.repeat(batch, 1, 1)
-        luma = torch.tensor([1.0, 1.0, 1.0, 0.0], device=device) / math.sqrt(3)
+        luma = _constant((1 / math.sqrt(3),) * 3 + (0.0,), device)
         luma_projection = torch.outer(luma, luma)
 
         if spec.brightness > 0:
@@ -396,31 +422,28 @@ class AugmentPipe(torch.nn.Module):
         batch, channels, height, width = images.shape
         device = images.device
         num_bands = self.imgfilter_bank.shape[0]
-        expected_power = torch.tensor([10.0, 1.0, 1.0, 1.0], device=device) / 13
+        expected_power = _constant((10 / 13, 1 / 13, 1 / 13, 1 / 13), device)
         gains = torch.ones([batch, num_bands], device=device)
         changed = torch.zeros([batch], dtype=torch.bool, device=device)
         for band, band_strength in enumerate(spec.imgfilter_bands):
             band_gain = torch.exp2(torch.randn([batch], device=device) * spec.imgfilter_std)
             fires = _fires(spec.imgfilter * p * band_strength, [batch], device)
             changed = changed | fires
-            step = torch.ones([batch, num_bands], device=device)
-            step[:, band] = torch.where(fires, band_gain, 1)
+            step = torch.where(
+                _constant(tuple(float(b == band) for b in range(num_bands)), device, torch.bool) & fires[:, None],
+                band_gain[:, None],
+                1,
+            )
             step = step / (expected_power * step.square()).sum(dim=-1, keepdim=True).sqrt()
             gains = gains * step
         kernels = (gains @ self.imgfilter_bank.to(device)).to(images.dtype)  # [batch, taps]
-
-        def apply(rows: torch.Tensor) -> torch.Tensor:
-            count = rows.numel()
-            taps = kernels[rows].repeat_interleave(channels, dim=0)  # [count * channels, taps]
-            pad = taps.shape[1] // 2
-            x = _reflect_pad(images[rows], pad, pad).reshape(
-                1, count * channels, height + 2 * pad, width + 2 * pad
-            )
-            x = F.conv2d(x, taps[:, None, None, :], groups=count * channels)
-            x = F.conv2d(x, taps[:, None, :, None], groups=count * channels)
-            return x.reshape(count, channels, height, width)
-
-        return _replace_rows(images, changed, apply)
+        taps = kernels.repeat_interleave(channels, dim=0)  # [batch * channels, taps]
+        pad = taps.shape[1] // 2
+        x = _reflect_pad(images, pad, pad).reshape(1, batch * channels, height + 2 * pad, width + 2 * pad)
+        x = F.conv2d(x, taps[:, None, None, :], groups=batch * channels)
+        x = F.conv2d(x, taps[:, None, :, None], groups=batch * channels)
+        filtered = x.reshape(batch, channels, height, width)
+        return torch.where(changed[:, None, None, None], filtered, images)
 
     def _noise(self, images: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         spec = self.spec
@@ -455,7 +478,7 @@ def make_augment_pipe(name: str, p: float = 0.0) -> AugmentPipe:
     if not math.isfinite(p) or p < 0:
         raise ValueError(f"augmentation probability p must be finite and >= 0, not {p!r}")
     pipe = AugmentPipe(**PIPELINES[name])
-    pipe.p.fill_(p)
+    pipe.set_p(p)
     return pipe
 
 
@@ -485,10 +508,8 @@ class AdaController:
     def observe(self, real_logits: torch.Tensor) -> None:
         """Accumulate sign(D(real)) on the logits' device (no host synchronisation)."""
         logits = real_logits.detach()
-        observed = torch.stack(
-            [logits.sign().sum().float(), torch.tensor(float(logits.numel()), device=logits.device)]
-        )
-        self._stats = self._stats.to(logits.device) + observed
+        signs = logits.sign().sum().float()
+        self._stats = self._stats.to(logits.device) + torch.stack([signs, torch.ones_like(signs) * logits.numel()])
 
     def should_update(self, step_index: int) -> bool:
         """True after every `interval`-th step; `step_index` counts completed steps from 1."""
@@ -501,6 +522,7 @@ class AdaController:
 
         `all_reduce` (e.g. ``torch.distributed.all_reduce``) sums the statistics in place across
         ranks, so every rank sets the same p. Without observations since the last update p stays.
+        Reads the statistics back once (once per `interval` steps, as the reference does).
         """
         if batch_size < 1:
             raise ValueError(f"AdaController.update: batch_size must be >= 1, not {batch_size}")
@@ -510,13 +532,11 @@ class AdaController:
         self._stats = torch.zeros_like(self._stats)
         signs_sum, count = stats.tolist()
         if count == 0:
-            return float(pipe.p)
+            return pipe.p_value()
         direction = float(np.sign(signs_sum / count - self.target))
         adjustment = direction * batch_size * self.interval / (self.ada_kimg * 1000)
-        new_p = max(float(pipe.p) + adjustment, 0.0)
-        with torch.no_grad():
-            pipe.p.fill_(new_p)
-        return float(pipe.p)
+        pipe.set_p(max(pipe.p_value() + adjustment, 0.0))
+        return pipe.p_value()
 
     def state_dict(self) -> dict[str, float]:
         """The statistics gathered since the last update (p itself lives in the pipe's buffers)."""

@@ -22,7 +22,7 @@ class StyleGAN2Loss:
     Args:
         G, D: the generator and discriminator being trained.
         augment_pipe: applied to every image D sees (real and fake), or None for no augmentation.
-        ada: an ADA controller that observes sign(D(real)), or None.
+        ada: an ADA controller that observes sign(D(real)) in the Dmain and Dreg passes, or None.
         r1_gamma: R1 weight gamma; the penalty is gamma/2 * ||grad_x D(x)||^2.
         style_mixing_prob: probability that a minibatch mixes two latents at a random layer.
         pl_weight, pl_batch_shrink, pl_decay: path-length weight, batch divisor and EMA decay.
@@ -53,7 +53,7 @@ class StyleGAN2Loss:
             num_ws = ws.shape[1]
             cutoff = torch.empty([], dtype=torch.int64, device=ws.device).random_(1, num_ws)
             mixed = torch.rand([], device=ws.device) < self.style_mixing_prob
-            cutoff = torch.where(mixed, cutoff, torch.full_like(cutoff, num_ws))
+            cutoff = torch.where(mixed, cutoff, num_ws)
             layer = torch.arange(num_ws, device=ws.device)[None, :, None]
             ws = torch.where(layer < cutoff, ws, self.G.mapping(torch.randn_like(z), c, update_emas=False))
         return self.G.synthesis(ws, update_emas=update_emas), ws
@@ -110,6 +110,8 @@ class StyleGAN2Loss:
                 return stats
             real_img_tmp = real_img.detach().requires_grad_(True)
             real_logits = self.run_D(real_img_tmp, real_c)
+            if self.ada is not None:  # the reference's ADA statistic counts the R1 pass's reals too
+                self.ada.observe(real_logits.detach())
             (r1_grads,) = torch.autograd.grad(outputs=[real_logits.sum()], inputs=[real_img_tmp], create_graph=True)
             r1_penalty = r1_grads.square().sum([1, 2, 3])
             loss_r1 = (r1_penalty * (self.r1_gamma / 2)).mean()

@@ -1,6 +1,7 @@
 """Training snapshots that load without executing code, and the RNG state that makes resume exact.
 
-A snapshot `run_dir/network-snapshot-NNNNNN.pt` (NNNNNN = whole kimg) is ``torch.save`` of a dict
+A snapshot `run_dir/network-snapshot-NNNNNN.pt` (NNNNNN = kimg; ``NNNNNN.FFF`` with the
+thousandths when the kimg is not whole, so small runs never overwrite a snapshot) is ``torch.save`` of a dict
 holding only tensors and plain Python data, so ``torch.load(weights_only=True)`` reads it: the
 reference's pickles, by contrast, run embedded source code when loaded. Layout::
 
@@ -39,15 +40,21 @@ from stylegan2ada.io import atomic_open
 
 FORMAT = "stylegan2ada.snapshot"
 VERSION = 1
-_NAME = re.compile(r"^network-snapshot-(\d+)\.pt$")
+_NAME = re.compile(r"^network-snapshot-\d+(\.\d{3})?\.pt$")
 
 
 class SnapshotError(ValueError):
     """A file is not a readable stylegan2ada snapshot; the message names it and says why."""
 
 
+def progress_label(cur_nimg: int) -> str:
+    """'000080' at 80 kimg (the reference's labels), '000000.250' at 0.25: distinct for every image count."""
+    fraction = f".{cur_nimg % 1000:03d}" if cur_nimg % 1000 else ""
+    return f"{cur_nimg // 1000:06d}{fraction}"
+
+
 def snapshot_name(cur_nimg: int) -> str:
-    return f"network-snapshot-{cur_nimg // 1000:06d}.pt"
+    return f"network-snapshot-{progress_label(cur_nimg)}.pt"
 
 
 def save_snapshot(path: str | os.PathLike[str], snapshot: dict[str, Any]) -> Path:
@@ -150,12 +157,16 @@ def load_generator(path: str | os.PathLike[str], device: str | torch.device = "c
 
 
 def latest_snapshot(run_dir: str | os.PathLike[str]) -> Path | None:
-    """The snapshot with the highest kimg in `run_dir`, or None when it holds none."""
+    """The snapshot of `run_dir` with the most training recorded inside (cur_nimg), or None without one.
+
+    The names are not trusted: a snapshot from before the thousandths were added is named by whole kimg.
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return None
-    found = [(int(match.group(1)), file) for file in run_dir.iterdir() if (match := _NAME.match(file.name))]
-    return max(found)[1] if found else None
+    found = [(snapshot_meta(file)["cur_nimg"], file.stat().st_mtime_ns, file.name, file)
+             for file in run_dir.iterdir() if _NAME.match(file.name)]
+    return max(found)[-1] if found else None
 
 
 # -- random number generators ---------------------------------------------------------------------

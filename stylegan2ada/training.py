@@ -1,13 +1,18 @@
 """StyleGAN2-ADA training as a library call: `train(TrainOptions(data=..., run_dir=...))`.
 
 The run folder receives `training_options.json` (resolved), `log.txt`, `stats.jsonl` (one record
-per tick: kimg, sec/kimg, losses, augment p, memory, snapshot-hook metrics), `reals.png`,
-`fakes_init.png`, `fakes-NNNNNN.png` and `network-snapshot-NNNNNN.pt` every `snap` kimg and at the
-end. Each snapshot holds the whole training state, so `resume=True` continues a killed run exactly
+per tick: kimg, sec/kimg, losses, augment p, non-finite minibatches, memory, snapshot-hook
+metrics), `reals.png`, `fakes_init.png`, `fakes-NNNNNN.png` and `network-snapshot-NNNNNN.pt` every
+`snap` kimg and at the end (NNNNNN.FFF where the kimg is not whole, see `stylegan2ada.snapshot.progress_label`). Each
+snapshot holds the whole training state, so `resume=True` continues a killed run exactly
 (on CPU with a fixed seed: bit-identical weights). The same entry point runs under
 ``torchrun --nproc_per_node=N``; see `stylegan2ada.distributed`.
 
-The whole minibatch step is `training_step` below.
+The whole minibatch step is `training_step` below. It never waits for the device: losses and
+statistics are summed on the device (`TickStats`) and read once per tick. The reads left are the
+reference's: the ADA statistic once per adjustment interval, and the augmentation's padding size.
+Non-finite values are handled as the reference does (gradients cleaned, the step goes on); such
+minibatches are counted, and only `nonfinite_limit` of them in a row stop the run.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from stylegan2ada.snapshot import (
     latest_snapshot,
     load_snapshot,
     preserved_rng,
+    progress_label,
     rng_state,
     save_snapshot,
     set_rng_state,
@@ -67,7 +73,8 @@ RUN_DEFINING = (
 
 
 class NonFiniteLossError(RuntimeError):
-    """A loss became NaN or infinite; training stopped before writing anything from this state."""
+    """Losses or gradients stayed NaN or infinite for `nonfinite_limit` minibatches in a row; training
+    stopped before writing a snapshot of that state."""
 
 
 @dataclasses.dataclass
@@ -101,6 +108,8 @@ class TrainOptions:
         ops: custom-op implementation, "auto" (CUDA kernels when they build, else the reference),
             "ref" or "cuda" (fail if the kernels cannot be used); None keeps $STYLEGAN2ADA_OPS.
         tick_kimg: kimg between progress lines and stats.jsonl records.
+        nonfinite_limit: stop after this many consecutive minibatches with a NaN or infinite loss or
+            gradient (checked once per tick); fewer are cleaned, counted and trained through.
         image_snapshots: write fakes_init.png and fakes-NNNNNN.png at every snapshot (reals.png always).
         extra_meta: JSON-able dict stored in every snapshot (e.g. {"class_name": "normal"}).
     """
@@ -134,6 +143,7 @@ class TrainOptions:
     device: str = "auto"
     ops: str | None = None
     tick_kimg: float = 4
+    nonfinite_limit: int = 100
     image_snapshots: bool = True
     extra_meta: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -159,6 +169,8 @@ class TrainOptions:
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):
                 problems.append(f"{name} must be a positive number, not {value!r}")
+        if isinstance(self.nonfinite_limit, bool) or not isinstance(self.nonfinite_limit, int) or self.nonfinite_limit < 1:
+            problems.append(f"nonfinite_limit must be a whole number >= 1, not {self.nonfinite_limit!r}")
         if self.freezed < 0 or self.workers < 0:
             problems.append("freezed and workers must be >= 0")
         if not -1 <= self.target <= 1:
@@ -222,8 +234,12 @@ def sample_latents(run: TrainingRun, n: int) -> tuple[torch.Tensor, torch.Tensor
     return z, c
 
 
-def run_phase(run: TrainingRun, phase: Phase, real_img: torch.Tensor, real_c: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Accumulate one phase's gradients, average them over ranks, and step its optimiser."""
+def run_phase(run: TrainingRun, phase: Phase, real_img: torch.Tensor,
+              real_c: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Accumulate one phase's gradients, average them over ranks, clean them, and step its optimiser.
+
+    Returns the phase's scalars and whether its averaged gradients were all finite (before cleaning).
+    """
     gen_z, gen_c = sample_latents(run, real_img.shape[0])
     phase.opt.zero_grad(set_to_none=True)
     for param in phase.params:
@@ -232,14 +248,16 @@ def run_phase(run: TrainingRun, phase: Phase, real_img: torch.Tensor, real_c: to
     for param in phase.params:
         param.requires_grad_(False)
     params = [param for param in phase.params if param.grad is not None]
+    finite = torch.ones([], dtype=torch.bool, device=run.device)
     if params:
         flat = torch.cat([param.grad.flatten() for param in params])
         distributed.all_reduce_mean_(flat, run.ctx)
+        finite = torch.isfinite(flat).all()
         torch.nan_to_num(flat, nan=0, posinf=1e5, neginf=-1e5, out=flat)
         for param, grad in zip(params, flat.split([param.numel() for param in params])):
             param.grad = grad.view_as(param)
     phase.opt.step()
-    return stats
+    return stats, finite
 
 
 @torch.no_grad()
@@ -255,12 +273,22 @@ def update_ema(run: TrainingRun) -> None:
         b_ema.copy_(b)
 
 
-def training_step(run: TrainingRun, real_img: torch.Tensor, real_c: torch.Tensor) -> dict[str, torch.Tensor]:
-    """One minibatch: G, G path length (every 4th), D, D R1 (every 16th); then EMA and ADA p."""
+def training_step(run: TrainingRun, real_img: torch.Tensor,
+                  real_c: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """One minibatch: G, G path length (every 4th), D, D R1 (every 16th); then EMA and ADA p.
+
+    Returns this rank's scalars and a device bool: every loss and gradient finite on every rank.
+    """
     stats: dict[str, torch.Tensor] = {}
+    finite = torch.ones([], dtype=torch.bool, device=run.device)
     for phase in run.phases:  # Gmain, Greg, Dmain, Dreg
         if run.batch_idx % phase.interval == 0:
-            stats.update(run_phase(run, phase, real_img, real_c))
+            phase_stats, grads_finite = run_phase(run, phase, real_img, real_c)
+            stats.update(phase_stats)
+            finite = finite & grads_finite
+    for value in stats.values():
+        finite = finite & torch.isfinite(value).all()
+    bad = distributed.all_reduce_sum_((~finite).float(), run.ctx)  # one rank's NaN loss counts for all
     distributed.all_reduce_buffers_(run.G, run.ctx)  # w_avg: one average over the whole batch
     update_ema(run)
     run.cur_nimg += run.options.batch
@@ -268,7 +296,50 @@ def training_step(run: TrainingRun, real_img: torch.Tensor, real_c: torch.Tensor
     if run.ada is not None and run.ada.should_update(run.batch_idx):
         run.ada.update(run.augment_pipe, run.options.batch,
                        all_reduce=lambda tensor: distributed.all_reduce_sum_(tensor, run.ctx))
-    return stats
+    return stats, bad == 0
+
+
+class TickStats:
+    """The step scalars of one tick, summed on the device and read back once, at the tick's end.
+
+    Non-finite values are left out of the means; a minibatch with any non-finite loss or gradient
+    counts in ``nonfinite_steps``. The run of such minibatches in a row carries across ticks, and
+    `read` reports the first minibatch at which it reached `limit`.
+    """
+
+    def __init__(self, device: torch.device, limit: int) -> None:
+        self.limit = limit
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, torch.Tensor] = {}
+        self.nonfinite = torch.zeros([], device=device)
+        self.streak = torch.zeros([], device=device)
+        self.tripped_at = torch.full([], -1.0, device=device)
+
+    def add(self, stats: dict[str, torch.Tensor], finite: torch.Tensor, batch_idx: int) -> None:
+        for name, value in stats.items():
+            value = value.detach().float()
+            ok = torch.isfinite(value)
+            self.sums[name] = self.sums.get(name, 0) + torch.where(ok, value, 0)
+            self.counts[name] = self.counts.get(name, 0) + ok.float()
+        bad = (~finite).float()
+        self.nonfinite = self.nonfinite + bad
+        self.streak = (self.streak + 1) * bad
+        reached = (self.tripped_at < 0) & (self.streak >= self.limit)
+        self.tripped_at = torch.where(reached, batch_idx, self.tripped_at)
+
+    def read(self, ctx: DistContext) -> tuple[dict[str, float | None], int, int | None]:
+        """Means over ranks and steps (None: no finite value), non-finite minibatches, and the
+        minibatch where `limit` in a row was reached (None: not reached); then starts a new tick."""
+        names = sorted(self.sums)
+        parts = [self.sums[name] for name in names] + [self.counts[name] for name in names]
+        sums = distributed.all_reduce_sum_(torch.stack(parts) if parts else self.nonfinite.new_zeros([0]), ctx)
+        values = torch.cat([sums, torch.stack([self.nonfinite, self.tripped_at])]).tolist()
+        means = {name: values[i] / values[len(names) + i] if values[len(names) + i] else None
+                 for i, name in enumerate(names)}
+        nonfinite, tripped = int(values[-2]), int(values[-1])
+        self.sums, self.counts = {}, {}
+        self.nonfinite = torch.zeros_like(self.nonfinite)
+        return means, nonfinite, None if tripped < 0 else tripped
 
 
 # ------------------------------------------------------------------------------- building a run
@@ -711,28 +782,30 @@ def _train(options: TrainOptions, snapshot_hook: SnapshotHook | None, ctx: DistC
             files.image("fakes_init.png", grid.png(grid.fakes(run)))
 
     batches = real_batches(run)
-    sums: dict[str, list[float]] = {}
+    tick_stats = TickStats(run.device, run.options.nonfinite_limit)
     tick_start_nimg, tick_start = run.cur_nimg, time.perf_counter()
     start, maintenance = tick_start - prior_s, 0.0
     snapshot_path = resume_path
     while run.cur_nimg < total_nimg:
         real_img, real_c = next(batches)
-        step_kimg = run.cur_nimg / 1000
-        _accumulate(training_step(run, real_img, real_c), sums, run, step_kimg, files)
+        tick_stats.add(*training_step(run, real_img, real_c), run.batch_idx - 1)
         snapshot_due = run.cur_nimg >= total_nimg or run.cur_nimg // snap_nimg > (run.cur_nimg - run.options.batch) // snap_nimg
         if not (snapshot_due or run.cur_nimg >= tick_start_nimg + tick_nimg):
             continue
 
+        means, nonfinite_steps, tripped_at = tick_stats.read(ctx)
         tick_end = time.perf_counter()
         sec_per_kimg = (tick_end - tick_start) / ((run.cur_nimg - tick_start_nimg) / 1000)
         record: dict[str, Any] = {
             "tick": tick, "kimg": run.cur_nimg / 1000, "cur_nimg": run.cur_nimg, "batch_idx": run.batch_idx,
             "timestamp": time.time(), "total_s": tick_end - start, "sec_per_tick": tick_end - tick_start,
             "sec_per_kimg": sec_per_kimg, "maintenance_s": maintenance, "augment_p": _augment_p(run),
-            **{name: total / count for name, (total, count) in sorted(sums.items())},
-            **_peak_memory(ctx.device),
+            "nonfinite_steps": nonfinite_steps, **means, **_peak_memory(ctx.device),
         }
         files.log(_progress_line(record, (total_nimg - run.cur_nimg) / 1000 * sec_per_kimg))
+        if tripped_at is not None:
+            files.stats(record)
+            _stop_non_finite(run, tripped_at, files)
         maintenance_start = time.perf_counter()
         if snapshot_due:
             snapshot_path = Path(options.run_dir) / snapshot_name(run.cur_nimg)
@@ -744,7 +817,6 @@ def _train(options: TrainOptions, snapshot_hook: SnapshotHook | None, ctx: DistC
             del snapshot
             distributed.barrier(ctx)
         files.stats(record)
-        sums.clear()
         tick += 1
         tick_start_nimg, tick_start = run.cur_nimg, time.perf_counter()
         maintenance = tick_start - maintenance_start
@@ -754,10 +826,26 @@ def _train(options: TrainOptions, snapshot_hook: SnapshotHook | None, ctx: DistC
 
 def _progress_line(record: dict[str, Any], eta_s: float) -> str:
     losses = " ".join(f"{name} {record[name]:.3f}" for name in ("loss_G", "loss_D", "loss_G_pl", "loss_D_r1")
-                      if name in record)
+                      if record.get(name) is not None)
+    nonfinite = f" non-finite minibatches {record['nonfinite_steps']}" if record["nonfinite_steps"] else ""
     return (f"tick {record['tick']:<4d} kimg {record['kimg']:<8.3f} time {_format_seconds(record['total_s']):<12s} "
-            f"sec/kimg {record['sec_per_kimg']:<7.2f} augment p {record['augment_p']:<6.3f} {losses}  "
+            f"sec/kimg {record['sec_per_kimg']:<7.2f} augment p {record['augment_p']:<6.3f} {losses}{nonfinite}  "
             f"ETA {_format_seconds(eta_s)}")
+
+
+def _stop_non_finite(run: TrainingRun, tripped_at: int, files: RunFiles) -> None:
+    """Log and raise: `nonfinite_limit` minibatches in a row ended at minibatch `tripped_at`."""
+    limit = run.options.nonfinite_limit
+    last = latest_snapshot(run.options.run_dir)
+    message = (
+        f"non-finite losses or gradients in {limit} consecutive minibatch{'es' if limit > 1 else ''}, up to "
+        f"minibatch {tripped_at} (kimg {(tripped_at + 1) * run.options.batch / 1000:.3f}); training "
+        f"stopped without a snapshot of this state. The last good snapshot is "
+        f"{last if last else 'none (no snapshot yet)'}; resume from it with a lower learning rate or gamma, or "
+        f"check the data (nonfinite_limit sets how many non-finite minibatches in a row are trained through)."
+    )
+    files.log(message)
+    raise NonFiniteLossError(message)
 
 
 def _snapshot_extras(run: TrainingRun, path: Path, hook: SnapshotHook | None, files: RunFiles,
@@ -765,7 +853,7 @@ def _snapshot_extras(run: TrainingRun, path: Path, hook: SnapshotHook | None, fi
     """The snapshot's fake-image grid and hook metrics (rank 0), leaving the training RNG untouched."""
     with preserved_rng():
         if run.options.image_snapshots:
-            files.image(f"fakes-{run.cur_nimg // 1000:06d}.png", grid.png(grid.fakes(run)))
+            files.image(f"fakes-{progress_label(run.cur_nimg)}.png", grid.png(grid.fakes(run)))
         if hook is None:
             return {}
         metrics = dict(hook(path, run.G_ema, run.cur_nimg / 1000))
@@ -774,24 +862,4 @@ def _snapshot_extras(run: TrainingRun, path: Path, hook: SnapshotHook | None, fi
 
 
 def _augment_p(run: TrainingRun) -> float:
-    return 0.0 if run.augment_pipe is None else float(run.augment_pipe.p)
-
-
-def _accumulate(stats: dict[str, torch.Tensor], sums: dict[str, list[float]], run: TrainingRun,
-                step_kimg: float, files: RunFiles) -> None:
-    """Average this step's scalars over ranks, stop on a non-finite loss, and add them to the tick sums."""
-    names = sorted(stats)
-    values = torch.stack([stats[name].float() for name in names])
-    values = distributed.all_reduce_mean_(values, run.ctx).tolist()
-    for name, value in zip(names, values):
-        if not math.isfinite(value):
-            last = latest_snapshot(run.options.run_dir)
-            message = (
-                f"non-finite {name} = {value} at kimg {step_kimg:.3f} (minibatch {run.batch_idx - 1}); "
-                f"training stopped. The last good snapshot is {last if last else 'none (no snapshot yet)'}; "
-                f"resume from it with a lower learning rate or gamma, or check the data."
-            )
-            files.log(message)
-            raise NonFiniteLossError(message)
-        total, count = sums.get(name, (0.0, 0))
-        sums[name] = [total + value, count + 1]
+    return 0.0 if run.augment_pipe is None else run.augment_pipe.p_value()

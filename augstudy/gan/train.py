@@ -59,6 +59,7 @@ _PASSED_THROUGH = (
     "device",
     "ops",
     "tick_kimg",
+    "nonfinite_limit",
 )
 
 
@@ -114,6 +115,7 @@ class TrainGanOptions:
     device: str | None = None
     ops: str | None = None
     tick_kimg: float | None = ranged(None, low=0, low_open=True, flag="--tick")
+    nonfinite_limit: int | None = ranged(None, low=1, integer=True)
     metrics: tuple[str, ...] = ()
     metrics_images: int | None = ranged(None, low=1, integer=True)
     inception: Path | None = None
@@ -395,7 +397,7 @@ def torch_threads(threads: int | None) -> Iterator[None]:
 def _train_pending(options: TrainGanOptions, pending: list[tuple[GanRun, Any, float]],
                    hooks: dict[str, Any]) -> dict[str, Path] | None:
     """Estimate (on CPU) then train the pending runs; None when told not to train on the CPU."""
-    from stylegan2ada.training import measure_sec_per_kimg, train
+    from stylegan2ada.training import NonFiniteLossError, measure_sec_per_kimg, train
 
     if pending and _trains_on_cpu(pending[0][1].device):
         sec_per_kimg = measure_sec_per_kimg(pending[0][1])
@@ -415,7 +417,10 @@ def _train_pending(options: TrainGanOptions, pending: list[tuple[GanRun, Any, fl
     trained = {}
     for run, train_options, _ in pending:
         print(f"[{run.name}] training on {run.data} -> {run.run_dir}", flush=True)
-        trained[run.name] = train(train_options, snapshot_hook=hooks[run.name])
+        try:
+            trained[run.name] = train(train_options, snapshot_hook=hooks[run.name])
+        except NonFiniteLossError as error:  # the library's message says what to do next
+            raise click.ClickException(f"[{run.name}] {error}") from error
     return trained
 
 
@@ -456,6 +461,8 @@ def _train_pending(options: TrainGanOptions, pending: list[tuple[GanRun, Any, fl
 @click.option("--snap", type=RangedNumber(TrainGanOptions, "snap"), help="kimg between snapshots.")
 @click.option("--tick", "tick_kimg", type=RangedNumber(TrainGanOptions, "tick_kimg"),
               help="kimg between progress lines.")
+@click.option("--nonfinite-limit", type=RangedNumber(TrainGanOptions, "nonfinite_limit"),
+              help="Stop after this many minibatches in a row with NaN/inf losses or gradients [default: 100].")
 @click.option("--seed", type=RangedNumber(TrainGanOptions, "seed"), help="Random seed.")
 @click.option(
     "--resume/--no-resume",

@@ -140,3 +140,21 @@ def test_zero_weights_skip_regularisers_and_bad_phase_is_an_error() -> None:
     assert _grads(G) == [] and _grads(D) == []
     with pytest.raises(ValueError, match="Gboth"):
         loss.accumulate_gradients("Gboth", *_inputs())
+
+
+def test_ada_statistic_counts_the_real_logits_of_the_main_and_the_r1_pass() -> None:
+    """As the reference: E[sign(D(real))] is taken over the reals of Dmain and of the lazy R1 pass."""
+    from stylegan2ada.augment import AdaController
+
+    torch.manual_seed(0)
+    G, _ = _networks()
+    D = LinearD().requires_grad_(False)
+    ada = AdaController(target=0.0)
+    loss = StyleGAN2Loss(G, D, ada=ada, r1_gamma=1.0)
+    real, real_c, z, c = _inputs(4)
+    D.w.requires_grad_(True)
+    loss.accumulate_gradients("Dmain", real, real_c, z, c)
+    main_signs = torch.sign(D(real, real_c)).sum().item()
+    assert ada.state_dict() == {"signs_sum": main_signs, "signs_count": 4.0}
+    loss.accumulate_gradients("Dreg", -real, real_c, z, c)  # the R1 pass sees other reals: opposite signs
+    assert ada.state_dict() == {"signs_sum": 0.0, "signs_count": 8.0}

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from stylegan2ada.dataset import write_dataset
-from stylegan2ada.snapshot import latest_snapshot, load_snapshot, snapshot_meta
+from stylegan2ada.snapshot import latest_snapshot, load_snapshot, snapshot_meta, snapshot_name
 from stylegan2ada.training import TrainOptions, train
 
 
@@ -86,7 +86,8 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path: Path) -> Non
         for name, tensor in expected[network].items():
             assert torch.equal(resumed[network][name], tensor), f"{network}.{name} differs after resume"
     assert _records(killed) == _records(whole)  # same losses at every tick, killed run's extra ticks dropped
-    assert f"Resuming network-snapshot-000000.pt at kimg {interrupted_at / 1000:.3f}" in (killed / "log.txt").read_text()
+    resumed_line = f"Resuming {snapshot_name(interrupted_at)} at kimg {interrupted_at / 1000:.3f}"
+    assert resumed_line in (killed / "log.txt").read_text()
 
 
 def test_resume_restores_the_record_a_kill_cut_off(tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ def _tiny_snapshot() -> tuple[dict, torch.nn.Module]:
 def test_roundtrip_with_weights_only_and_meta(tmp_path: Path) -> None:
     snapshot, G_ema = _tiny_snapshot()
     path = save_snapshot(tmp_path / snapshot_name(1500), snapshot)
-    assert path.name == "network-snapshot-000001.pt"
+    assert path.name == "network-snapshot-000001.500.pt"
     torch.load(path, weights_only=True)  # the contract: plain torch, no custom classes
     loaded = load_snapshot(path)
     assert all(torch.equal(loaded["G"][k], v) for k, v in snapshot["G"].items())
@@ -107,13 +107,29 @@ def test_torch_legacy_file_gets_our_message(tmp_path: Path) -> None:
     assert "legacy.pt" in str(caught.value) and "zipfile" not in str(caught.value).lower()
 
 
-def test_latest_snapshot_picks_the_highest_kimg(tmp_path: Path) -> None:
+def test_names_keep_fractional_kimg_apart_and_whole_kimg_as_the_reference() -> None:
+    names = [snapshot_name(n) for n in (4, 8, 250, 1000, 1500, 80_000)]
+    assert names == ["network-snapshot-000000.004.pt", "network-snapshot-000000.008.pt",
+                     "network-snapshot-000000.250.pt", "network-snapshot-000001.pt",
+                     "network-snapshot-000001.500.pt", "network-snapshot-000080.pt"]
+
+
+def _meta_only(path: Path, cur_nimg: int) -> None:
+    save_snapshot(path, {"G_init_kwargs": {}, "D_init_kwargs": {}, "options": {},
+                         "meta": {"kimg": cur_nimg / 1000, "cur_nimg": cur_nimg}})
+
+
+def test_latest_snapshot_goes_by_recorded_progress_and_reads_old_names(tmp_path: Path) -> None:
     assert latest_snapshot(tmp_path / "absent") is None
     assert latest_snapshot(tmp_path) is None
-    for kimg in (8, 120, 40):
-        (tmp_path / f"network-snapshot-{kimg:06d}.pt").write_bytes(b"")
+    _meta_only(tmp_path / "network-snapshot-000001.pt", 1000)  # an old whole-kimg name
+    _meta_only(tmp_path / snapshot_name(250), 250)
+    assert latest_snapshot(tmp_path) == tmp_path / "network-snapshot-000001.pt"
+    _meta_only(tmp_path / snapshot_name(1500), 1500)
+    assert latest_snapshot(tmp_path) == tmp_path / "network-snapshot-000001.500.pt"
+    _meta_only(tmp_path / "network-snapshot-000900.pt", 100)  # the name says more than the file holds
     (tmp_path / ".network-snapshot-000200.pt.abc.tmp").write_bytes(b"")  # a half-written file
-    assert latest_snapshot(tmp_path) == tmp_path / "network-snapshot-000120.pt"
+    assert latest_snapshot(tmp_path) == tmp_path / "network-snapshot-000001.500.pt"
 
 
 def test_rng_state_restores_torch_numpy_and_python(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,8 @@ def test_run_folder_holds_options_logs_stats_grids_and_snapshots(tmp_path: Path)
     run_dir = tmp_path / "run"
     final = train(tiny_options(data, run_dir, kimg=0.008, image_snapshots=True), snapshot_hook=hook)
 
-    assert final == latest_snapshot(run_dir) == run_dir / "network-snapshot-000000.pt"
+    assert final == latest_snapshot(run_dir) == run_dir / "network-snapshot-000000.008.pt"
+    assert (run_dir / "network-snapshot-000000.004.pt").is_file()  # not overwritten by the 0.008 one
     assert [kimg for _, kimg in calls] == [0.004, 0.008]
     resolved = json.loads((run_dir / "training_options.json").read_text())
     assert resolved["batch"] == 4 and resolved["gamma"] == pytest.approx(0.0002 * 32**2 / 32)
@@ -72,11 +74,12 @@ def test_run_folder_holds_options_logs_stats_grids_and_snapshots(tmp_path: Path)
                                        .parameters())
     records = _records(run_dir)
     assert [r["kimg"] for r in records] == [0.004, 0.008]
-    for key in ("sec_per_kimg", "loss_G", "loss_D", "augment_p", "peak_ram_gb", "loss_G_pl", "loss_D_r1"):
+    for key in ("sec_per_kimg", "loss_G", "loss_D", "augment_p", "peak_ram_gb", "loss_G_pl", "loss_D_r1",
+                "nonfinite_steps"):
         assert key in records[0], key
     assert records[1]["metric_x"] == 0.016 and records[1]["snapshot"] == final.name
     assert "tick 1" in (run_dir / "log.txt").read_text()
-    for name in ("reals.png", "fakes_init.png", "fakes-000000.png"):
+    for name in ("reals.png", "fakes_init.png", "fakes-000000.004.png", "fakes-000000.008.png"):
         with PIL.Image.open(run_dir / name) as grid:
             assert grid.mode == "L" and grid.size == (8 * 32, 6 * 32), name
     meta = snapshot_meta(final)
@@ -130,24 +133,58 @@ def test_existing_runs_are_resumed_only_when_asked_and_with_their_own_settings(t
     assert "Nothing to do" in (run_dir / "log.txt").read_text()
 
 
-def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_snapshot(
+def _poison(monkeypatch: pytest.MonkeyPatch, minibatches: set[int], what: str) -> None:
+    """Make the Dmain phase of the given minibatches (counted per call) non-finite: its loss or D's gradients."""
+    original = training.StyleGAN2Loss.accumulate_gradients
+    calls = {"Dmain": 0}
+
+    def poisoned(self: Any, phase: str, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+        stats = original(self, phase, *args, **kwargs)
+        if phase != "Dmain":
+            return stats
+        calls["Dmain"] += 1
+        if calls["Dmain"] - 1 not in minibatches:
+            return stats
+        if what == "loss":
+            return {**stats, "loss_D": torch.tensor(float("nan"))}
+        for param in self.D.parameters():
+            if param.grad is not None:
+                param.grad[...] = float("inf") if param.ndim == 1 else float("nan")
+        return stats
+
+    monkeypatch.setattr(training.StyleGAN2Loss, "accumulate_gradients", poisoned)
+
+
+def test_non_finite_minibatches_are_cleaned_counted_and_trained_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = make_data(tmp_path / "data.zip")
+    _poison(monkeypatch, {1, 2}, "grads")  # two in a row: below the limit of 3
+    final = train(tiny_options(data, tmp_path / "grads", kimg=0.016, snap=0.016, nonfinite_limit=3))
+    assert [r["nonfinite_steps"] for r in _records(tmp_path / "grads")] == [0, 1, 1, 0]
+    weights = load_snapshot(final)["D"]
+    assert all(torch.isfinite(value).all() for value in weights.values())  # NaN cleaned to 0, inf to 1e5
+
+    _poison(monkeypatch, {0, 2}, "loss")
+    train(tiny_options(data, tmp_path / "loss", kimg=0.012, tick_kimg=0.012, snap=0.012, nonfinite_limit=2))
+    (record,) = _records(tmp_path / "loss")
+    assert record["nonfinite_steps"] == 2
+    assert math.isfinite(record["loss_D"])  # the mean of the one finite minibatch's loss_D
+
+
+def test_consecutive_non_finite_minibatches_stop_with_a_clear_error_and_keep_the_snapshot(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = make_data(tmp_path / "data.zip")
     run_dir = tmp_path / "run"
     final = train(tiny_options(data, run_dir))
     before = sha256_file(final)
-    original = training.StyleGAN2Loss.accumulate_gradients
-
-    def poisoned(self: Any, phase: str, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
-        stats = original(self, phase, *args, **kwargs)
-        return {**stats, "loss_D": torch.tensor(float("nan"))} if phase == "Dmain" else stats
-
-    monkeypatch.setattr(training.StyleGAN2Loss, "accumulate_gradients", poisoned)
-    with pytest.raises(NonFiniteLossError, match=r"non-finite loss_D = nan at kimg 0\.004"):
-        train(tiny_options(data, run_dir, resume=True, kimg=0.012))
+    _poison(monkeypatch, set(range(100)), "loss")
+    with pytest.raises(NonFiniteLossError, match=r"in 2 consecutive minibatches, up to minibatch 2 \(kimg 0\.012\)"):
+        train(tiny_options(data, run_dir, resume=True, kimg=0.02, snap=0.02, nonfinite_limit=2))
     assert latest_snapshot(run_dir) == final and sha256_file(final) == before
-    assert "non-finite loss_D" in (run_dir / "log.txt").read_text()
+    log = (run_dir / "log.txt").read_text()
+    assert "non-finite losses or gradients in 2 consecutive" in log and final.name in log
 
 
 def test_ada_moves_p_every_four_minibatches_and_fixed_p_stays(tmp_path: Path) -> None:
@@ -183,7 +220,7 @@ def test_invalid_options_name_the_problem(tmp_path: Path) -> None:
     for overrides, message in [
         ({"aug": "fixed"}, "needs p"), ({"aug": "ada", "p": 0.2}, "only used with aug 'fixed'"),
         ({"augpipe": "nope"}, "augpipe 'nope'"), ({"cfg": "huge"}, "cfg 'huge'"), ({"kimg": 0}, "kimg"),
-        ({"device": "tpu"}, "device 'tpu'"),
+        ({"device": "tpu"}, "device 'tpu'"), ({"nonfinite_limit": 0}, "nonfinite_limit"),
     ]:
         with pytest.raises(ValueError, match=message):
             TrainOptions(data="d", run_dir="r", **overrides)
