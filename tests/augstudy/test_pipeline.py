@@ -75,8 +75,10 @@ def test_run_makes_every_output_then_resumes_only_what_changed(tmp_path: Path) -
 
     assert report == out / "report.md" and (out / "report.html").is_file()
     text = report.read_text(encoding="utf-8")
-    for section in ("## Data", "## GAN", "## Classifier", "random-init", "results/figures/accuracy_vs_ratio.png"):
+    for section in ("## Data", "## GAN", "## Classifier", "random-init",
+                    "results/figures/balanced_accuracy_vs_added.png", "results/figures/confusion_matrices.png"):
         assert section in text
+    assert json.loads((out / "results" / "answer.json").read_text())["sentence"] in text  # the answer, first
     assert len(list((out / "pool" / "normal").glob("seed*.png"))) == 20
     assert json.loads((out / "pool" / "metrics.json").read_text())["classes"]["squamous"]["swd"]["mean"] > 0
     assert len(_rows(out / "results" / "results.csv")) == 4
