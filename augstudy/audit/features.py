@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from augstudy.data.decode import COLOUR_SPREAD
+from augstudy.data.decode import COLOUR_SPREAD, decode_file
 from augstudy.data.prepared import REPORT_NAME, load_prepared, read_manifest
 
 # Pixels at or below this grey level count as empty background (padding is 0; JPEG noise adds a little).
@@ -137,11 +136,7 @@ def histogram_group(pixels: list[np.ndarray]) -> FeatureGroup:
 
 def prepared_pixels(images: list[AuditImage]) -> list[np.ndarray]:
     """The prepared images as 2-D uint8 grey arrays."""
-    arrays = []
-    for image in images:
-        with Image.open(image.path) as opened:
-            arrays.append(np.asarray(opened.convert("L")))
-    return arrays
+    return [decode_file(image.path, channels=1).luma for image in images]
 
 
 def source_folder(data: Path) -> Path | None:
@@ -163,8 +158,7 @@ def _file_sizes(images: list[AuditImage], source_dir: Path | None) -> list[int] 
 
 
 def _coloured_fraction(path: Path) -> float:
-    with Image.open(path) as opened:
-        rgb = np.asarray(opened.convert("RGB")).astype(np.int16)
+    rgb = np.asarray(decode_file(path, channels=3).image).astype(np.int16)
     return float((rgb.max(axis=2) - rgb.min(axis=2) > COLOUR_SPREAD).mean())
 
 

@@ -13,6 +13,7 @@ import os
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -74,6 +75,16 @@ def decode_image(data: bytes, channels: int) -> DecodedImage:
     luma = np.asarray(Image.fromarray(rgb, "RGB").convert("L"))
     image = Image.fromarray(luma, "L") if channels == 1 else Image.fromarray(rgb, "RGB")
     return DecodedImage(image, source_mode, source_format, image.width, image.height, colour, luma)
+
+
+def decode_file(path: str | os.PathLike[str], channels: int) -> DecodedImage:
+    """`decode_image` of a file, with the file named in any error."""
+    try:
+        return decode_image(Path(path).read_bytes(), channels)
+    except OSError as error:
+        raise UnreadableImage(f"{path}: cannot read the file ({error.strerror or error})") from error
+    except UnreadableImage as error:
+        raise UnreadableImage(f"{path}: {error}") from error
 
 
 def fit_square(image: Image.Image, resolution: int, fit: Fit) -> Image.Image:

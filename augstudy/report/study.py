@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from augstudy.data.decode import decode_file
 from augstudy.report.document import Banner, Bullets, Code, Document, Figure, Heading, Paragraph, Table
 from stylegan2ada.io import atomic_write_text
 
@@ -217,10 +218,10 @@ def image_grid(real: Path, pool: Path, classes: list[str], out: Path) -> tuple[P
         if not real_files:
             return None
         fake_files = sorted((pool / name).glob("*.png"))[:GRID_PER_CLASS] if (pool / name).is_dir() else []
-        real_tiles = [np.asarray(Image.open(path).convert("L")) for path in real_files]
+        real_tiles = [decode_file(path, channels=1).luma for path in real_files]
         side = side or real_tiles[0].shape[0] * -(-GRID_TILE // real_tiles[0].shape[0])  # a whole multiple
         rows.append(_tile_row(real_tiles, side) + [np.full((side, side // 8), 255, np.uint8)]
-                    + _tile_row([np.asarray(Image.open(path).convert("L")) for path in fake_files], side))
+                    + _tile_row([decode_file(path, channels=1).luma for path in fake_files], side))
     grid = np.concatenate([np.concatenate(row, axis=1) for row in rows], axis=0)
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid).save(out)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from augstudy.audit.features import AuditImage, prepared_pixels
 from augstudy.classify.features import FeatureCache, FeatureSpec, ImageRef, InputPipeline
 from augstudy.classify.images import (
     Geometry,
@@ -25,7 +26,7 @@ from augstudy.classify.images import (
     prepared_geometry,
     read_rgb,
 )
-from augstudy.data.decode import image_kinds, kinds_warning
+from augstudy.data.decode import UnreadableImage, decode_file, image_kinds, kinds_warning
 from augstudy.data.phantom import PhantomOptions, render_slice, write_phantom
 from augstudy.data.prepare import PrepareOptions, prepare
 from augstudy.metrics.images import ImageRef as MetricsRef
@@ -80,6 +81,15 @@ def test_every_lossless_storage_gives_the_same_pixels_to_every_reader(
     assert np.array_equal(classifier_input, load_view(paths["grey8"], "", 0, 32, ViewParams(), geometry))
     metrics = decode_pixels(MetricsRef(paths[stored]), paths[stored].read_bytes())
     assert np.array_equal(metrics[:, :, 0], picture)
+    audited = prepared_pixels([AuditImage(paths[stored], "normal", 0, "g0", {})])[0]  # audit and report
+    assert np.array_equal(audited, picture)
+
+
+def test_an_unreadable_file_is_named_by_the_reader(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with pytest.raises(UnreadableImage, match="broken.png"):
+        decode_file(broken, channels=1)
 
 
 def test_jpeg_gives_the_same_picture_within_compression_error(picture: np.ndarray, tmp_path: Path) -> None:
