@@ -2,8 +2,10 @@
 reaches, read off the real-data learning curve.
 
 The learning curve has points (n_k real train images per class, metric m_k) for the `real` arm's
-fractions, the largest being the full train set N (the 0 % cell). It is made non-decreasing (a
-running maximum: more real data is never assumed to hurt) and inverted by linear interpolation:
+fractions, the largest being the full train set N (the 0 % cell). It is made non-decreasing by
+isotonic regression (more real data is never assumed to hurt; a noisy dip or peak is pooled with
+its neighbours rather than letting one lucky small-data point set the curve, as a running maximum
+would) and inverted by linear interpolation:
 the equivalent of metric m is n(m) - N, the smallest interpolated n whose curve value reaches m.
 It is negative when the GAN images are worth less than removing some real images, 0 at the edge
 (m equals the full-data value) and +inf ("beyond the curve") when m exceeds everything the real
@@ -15,6 +17,7 @@ value, it gives the interval (quantiles taken without interpolation, so infiniti
 from __future__ import annotations
 
 import numpy as np
+from scipy.optimize import isotonic_regression
 
 BEYOND = "beyond the curve"
 BELOW = "below the curve"
@@ -24,9 +27,10 @@ def real_equivalent(counts: np.ndarray, curve: np.ndarray, value: float, full_co
     """Extra real images per class (relative to `full_count`) whose curve value reaches `value`."""
     counts = np.asarray(counts, dtype=np.float64)
     order = np.argsort(counts)
-    counts, curve = counts[order], np.maximum.accumulate(np.asarray(curve, dtype=np.float64)[order])
+    curve = np.asarray(curve, dtype=np.float64)[order]
     if np.isnan(value) or np.isnan(curve).any():
         return float("nan")
+    counts, curve = counts[order], isotonic_regression(curve).x
     if value > curve[-1]:
         return float("inf")
     if value < curve[0]:

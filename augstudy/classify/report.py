@@ -228,8 +228,9 @@ def answer_sentence(summary: pd.DataFrame, primary: str, positive: str, equivale
     curve = rows[rows["arm"] == "real"].sort_values("real_fraction")
     if len(curve) > 1:
         smallest, full = curve.iloc[0], curve.iloc[-1]
-        parts.append(f"Learning curve on real images only: with {smallest['n_real_per_class']:g} real train images "
-                     f"per class instead of {full['n_real_per_class']:g}, {name} is {smallest['mean']:.3f} "
+        parts.append(f"Learning curve on real images only: with {smallest['real_fraction']:g} % of each class's real "
+                     f"train images ({smallest['n_real_per_class']:.4g} instead of {full['n_real_per_class']:.4g} "
+                     f"per class on average), {name} is {smallest['mean']:.3f} "
                      f"({_fmt(smallest['mean_difference'])}, interval {_fmt(smallest['diff_ci_low'])} to "
                      f"{_fmt(smallest['diff_ci_high'])}).")
     synthetic = rows[rows["arm"] == "synthetic-only"]

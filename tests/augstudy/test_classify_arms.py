@@ -77,8 +77,17 @@ def test_real_image_equivalent_inside_the_curve_interpolates() -> None:
     # 0.725 lies halfway between 20 (0.70) and 30 (0.75) images: 25, i.e. 15 fewer than the full 40
     assert real_equivalent(COUNTS, CURVE, 0.725, 40) == pytest.approx(-15.0)
     assert real_equivalent(COUNTS, CURVE, 0.70, 40) == pytest.approx(-20.0)
-    # a dip in the curve is read as its running maximum: 0.65 at 30 images counts as 0.70
-    assert real_equivalent(COUNTS, np.array([0.6, 0.7, 0.65, 0.8]), 0.75, 40) == pytest.approx(-5.0)
+    # a dip is pooled with its neighbour (isotonic regression): 20 and 30 images both read 0.675, so
+    # 0.75 lies 0.6 of the way from 30 (0.675) to 40 (0.80): 36 images, 4 fewer than the full 40
+    assert real_equivalent(COUNTS, np.array([0.6, 0.7, 0.65, 0.8]), 0.75, 40) == pytest.approx(-4.0)
+
+
+def test_a_lucky_small_data_point_does_not_set_the_curve() -> None:
+    # 25 % of the real data scored above 100 % by chance: the curve is flat (pooled mean 0.98125), so a
+    # GAN ratio above the full-data value is beyond the curve, not "below" a peak the data cannot hold up
+    noisy = np.array([0.99, 0.98, 0.98, 0.975])
+    assert real_equivalent(COUNTS, noisy, 0.985, 40) == float("inf")
+    assert real_equivalent(COUNTS, noisy, 0.97, 40) == float("-inf")
 
 
 def test_real_image_equivalent_at_the_edge_and_beyond() -> None:
