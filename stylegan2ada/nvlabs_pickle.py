@@ -95,7 +95,7 @@ class _PlainDict(dict):  # type: ignore[type-arg]
 
 
 class _TensorFormatError(NetworkPickleError):
-    pass
+    """Tensors stored in a way the importer does not know (reported as such, not as a damaged file)."""
 
 
 def _load_storage(data: bytes) -> Any:
