@@ -214,7 +214,8 @@ def answer_sentence(summary: pd.DataFrame, primary: str, positive: str, equivale
         if arm_rows.empty:
             continue
         best = arm_rows.sort_values("mean", ascending=lower_better).iloc[0]
-        significant = arm_rows[(arm_rows["p_holm"] < 0.05) & ((arm_rows["mean_difference"] < 0) == lower_better)]
+        significant = arm_rows[arm_rows["p_holm"] < 0.05]
+        improves = (significant["mean_difference"] < 0) == lower_better
         text = (f"{ARM_TITLES[arm]}: the best ratio is {best['ratio']:g} % with {name} {best['mean']:.3f}, "
                 f"{_fmt(best['mean_difference'])} against 0 % (interval {_fmt(best['diff_ci_low'])} to "
                 f"{_fmt(best['diff_ci_high'])}); ")
@@ -222,8 +223,10 @@ def answer_sentence(summary: pd.DataFrame, primary: str, positive: str, equivale
             text += (f"after Holm correction over {len(arm_rows)} ratio(s) no ratio differs from 0 % "
                      f"(smallest adjusted p = {arm_rows['p_holm'].min():.3g}).")
         else:
-            listed = ", ".join(f"{r:g} %" for r in significant["ratio"])
-            text += f"after Holm correction over {len(arm_rows)} ratio(s), better than 0 %: {listed}."
+            # A ratio significantly worse than 0 % is an answer too, never "no ratio differs".
+            verdicts = [f"{word} than 0 %: " + ", ".join(f"{r:g} %" for r in significant["ratio"][chosen])
+                        for word, chosen in (("better", improves), ("worse", ~improves)) if chosen.any()]
+            text += f"after Holm correction over {len(arm_rows)} ratio(s), {'; '.join(verdicts)}."
         parts.append(text)
     curve = rows[rows["arm"] == "real"].sort_values("real_fraction")
     if len(curve) > 1:
