@@ -187,12 +187,14 @@ def real_equivalents(summary: pd.DataFrame, replicated: dict, primary: str) -> l
     curve_reps = np.stack([replicated[("real", 0, fraction)][primary] for fraction in curve["real_fraction"]])
     sign = -1.0 if primary == "test_loss" else 1.0  # the curve is read as "higher is better"
     equivalents = []
+    flat = equivalence.is_flat(counts, sign * curve["mean"].to_numpy(float))
     for row in gan.sort_values("ratio").itertuples():
         value = equivalence.real_equivalent(counts, sign * curve["mean"].to_numpy(float), sign * row.mean, full)
         low, high = equivalence.equivalent_interval(counts, sign * curve_reps,
                                                     sign * replicated[("gan", row.ratio, 100)][primary], full)
         equivalents.append({"ratio": row.ratio, "metric": primary, "value": row.mean, "equivalent": value,
-                            "ci_low": low, "ci_high": high, "words": equivalence.describe(value),
+                            "ci_low": low, "ci_high": high,
+                            "words": equivalence.FLAT if flat else equivalence.describe(value),
                             "interval_words": f"{equivalence.describe(low)} to {equivalence.describe(high)}"})
     return equivalents
 
@@ -242,7 +244,10 @@ def answer_sentence(summary: pd.DataFrame, primary: str, positive: str, equivale
         parts.append(f"Trained on synthetic images only and tested on real ones, {name} is {row['mean']:.3f} "
                      f"(interval {row['ci_low']:.3f} to {row['ci_high']:.3f}), {_fmt(row['mean_difference'])} "
                      f"against real images only.")
-    if equivalents:
+    if equivalents and all(item["words"] == equivalence.FLAT for item in equivalents):
+        parts.append(f"Real-image equivalents: none can be read, since more real images did not raise {name} on "
+                     "the learning curve (its isotonic fit is flat).")
+    elif equivalents:
         listed = "; ".join(f"{item['ratio']:g} % GAN: {item['words']} (interval {item['interval_words']})"
                            for item in equivalents)
         parts.append(f"Real-image equivalents on the learning curve: {listed}.")
