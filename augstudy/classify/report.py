@@ -180,7 +180,7 @@ def real_equivalents(summary: pd.DataFrame, replicated: dict, primary: str) -> l
     """Per GAN ratio above 0: its real-image equivalent on the real arm's learning curve."""
     curve = summary[(summary["arm"] == "real") & (summary["metric"] == primary)].sort_values("real_fraction")
     gan = summary[(summary["arm"] == "gan") & (summary["metric"] == primary) & (summary["ratio"] > 0)]
-    if curve.empty or gan.empty:
+    if len(curve) < 2 or gan.empty:  # one point (--real-fractions 100) is no curve to read
         return []
     counts = curve["n_real_per_class"].to_numpy(float)
     full = float(counts.max())

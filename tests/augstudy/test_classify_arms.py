@@ -142,3 +142,7 @@ def test_the_answer_does_not_call_a_ratio_that_beats_0_percent_below_a_flat_curv
                                         p_holm=np.nan)
     sentence = answer_sentence(summary, "balanced_accuracy", "squamous", [item])
     assert "none can be read" in sentence and "below the curve" not in sentence
+    # the full real train set alone (--real-fractions 100) is one point, not a curve: no equivalents
+    single = pd.DataFrame(rows[3:])
+    assert real_equivalents(single, {key: value for key, value in replicated.items() if key[2] == 100},
+                            "balanced_accuracy") == []
