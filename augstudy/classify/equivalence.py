@@ -10,8 +10,13 @@ the equivalent of metric m is n(m) - N, the smallest interpolated n whose curve 
 It is negative when the GAN images are worth less than removing some real images, 0 at the edge
 (m equals the full-data value) and +inf ("beyond the curve") when m exceeds everything the real
 data shows, since the curve cannot say how many more real images that would take; -inf ("below
-the curve") when m is below its smallest point. Applied to each bootstrap replicate's curve and GAN
-value, it gives the interval (quantiles taken without interpolation, so infinities stay infinite).
+the curve") when m is below its smallest point. When the fit is flat (more real images never
+helped in the measured range) the curve cannot convert any metric into a number of images: the
+equivalent is NaN ("not readable"), rather than "below" or "beyond" a level that the pooling
+has moved away from the full-data classifier's own value. Applied to each bootstrap replicate's
+curve and GAN value, it gives the interval (quantiles taken without interpolation, so infinities
+stay infinite); a replicate whose curve is flat bounds nothing, so it counts as -inf for the
+lower end and +inf for the upper one.
 """
 
 from __future__ import annotations
@@ -21,16 +26,29 @@ from scipy.optimize import isotonic_regression
 
 BEYOND = "beyond the curve"
 BELOW = "below the curve"
+FLAT = "not readable: more real images did not raise the learning curve"
+
+
+def _fitted(counts: np.ndarray, curve: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The points sorted by count and the isotonic (non-decreasing) fit of their values."""
+    counts = np.asarray(counts, dtype=np.float64)
+    order = np.argsort(counts)
+    return counts[order], isotonic_regression(np.asarray(curve, dtype=np.float64)[order]).x
+
+
+def is_flat(counts: np.ndarray, curve: np.ndarray) -> bool:
+    """Whether the isotonic fit is one level: the real data show no gain from more images."""
+    fitted = _fitted(counts, curve)[1]
+    return bool(fitted[-1] <= fitted[0])
 
 
 def real_equivalent(counts: np.ndarray, curve: np.ndarray, value: float, full_count: float) -> float:
     """Extra real images per class (relative to `full_count`) whose curve value reaches `value`."""
-    counts = np.asarray(counts, dtype=np.float64)
-    order = np.argsort(counts)
-    curve = np.asarray(curve, dtype=np.float64)[order]
-    if np.isnan(value) or np.isnan(curve).any():
+    if np.isnan(value) or np.isnan(np.asarray(curve, dtype=np.float64)).any():
         return float("nan")
-    counts, curve = counts[order], isotonic_regression(curve).x
+    counts, curve = _fitted(counts, curve)
+    if curve[-1] <= curve[0]:
+        return float("nan")
     if value > curve[-1]:
         return float("inf")
     if value < curve[0]:
@@ -49,12 +67,17 @@ def equivalent_interval(
 ) -> tuple[float, float]:
     """Percentile interval of the equivalent over bootstrap replicates: `curve_replicates` is
     (n_points, B), `value_replicates` (B,)."""
-    values = np.array([real_equivalent(counts, curve_replicates[:, b], value_replicates[b], full_count)
-                       for b in range(len(value_replicates))])
-    values = values[~np.isnan(values)]
-    if not len(values):
+    values, flat = [], []
+    for b in range(len(value_replicates)):
+        if np.isnan(value_replicates[b]) or np.isnan(curve_replicates[:, b]).any():
+            continue
+        flat.append(is_flat(counts, curve_replicates[:, b]))
+        values.append(real_equivalent(counts, curve_replicates[:, b], value_replicates[b], full_count))
+    if not values:
         return float("nan"), float("nan")
-    low, high = np.quantile(values, [(1 - level) / 2, (1 + level) / 2], method="inverted_cdf")
+    values, unbounded = np.array(values), np.array(flat)
+    low = np.quantile(np.where(unbounded, -np.inf, values), (1 - level) / 2, method="inverted_cdf")
+    high = np.quantile(np.where(unbounded, np.inf, values), (1 + level) / 2, method="inverted_cdf")
     return float(low), float(high)
 
 

@@ -180,19 +180,21 @@ def real_equivalents(summary: pd.DataFrame, replicated: dict, primary: str) -> l
     """Per GAN ratio above 0: its real-image equivalent on the real arm's learning curve."""
     curve = summary[(summary["arm"] == "real") & (summary["metric"] == primary)].sort_values("real_fraction")
     gan = summary[(summary["arm"] == "gan") & (summary["metric"] == primary) & (summary["ratio"] > 0)]
-    if curve.empty or gan.empty:
+    if len(curve) < 2 or gan.empty:  # one point (--real-fractions 100) is no curve to read
         return []
     counts = curve["n_real_per_class"].to_numpy(float)
     full = float(counts.max())
     curve_reps = np.stack([replicated[("real", 0, fraction)][primary] for fraction in curve["real_fraction"]])
     sign = -1.0 if primary == "test_loss" else 1.0  # the curve is read as "higher is better"
     equivalents = []
+    flat = equivalence.is_flat(counts, sign * curve["mean"].to_numpy(float))
     for row in gan.sort_values("ratio").itertuples():
         value = equivalence.real_equivalent(counts, sign * curve["mean"].to_numpy(float), sign * row.mean, full)
         low, high = equivalence.equivalent_interval(counts, sign * curve_reps,
                                                     sign * replicated[("gan", row.ratio, 100)][primary], full)
         equivalents.append({"ratio": row.ratio, "metric": primary, "value": row.mean, "equivalent": value,
-                            "ci_low": low, "ci_high": high, "words": equivalence.describe(value),
+                            "ci_low": low, "ci_high": high,
+                            "words": equivalence.FLAT if flat else equivalence.describe(value),
                             "interval_words": f"{equivalence.describe(low)} to {equivalence.describe(high)}"})
     return equivalents
 
@@ -214,7 +216,8 @@ def answer_sentence(summary: pd.DataFrame, primary: str, positive: str, equivale
         if arm_rows.empty:
             continue
         best = arm_rows.sort_values("mean", ascending=lower_better).iloc[0]
-        significant = arm_rows[(arm_rows["p_holm"] < 0.05) & ((arm_rows["mean_difference"] < 0) == lower_better)]
+        significant = arm_rows[arm_rows["p_holm"] < 0.05]
+        improves = (significant["mean_difference"] < 0) == lower_better
         text = (f"{ARM_TITLES[arm]}: the best ratio is {best['ratio']:g} % with {name} {best['mean']:.3f}, "
                 f"{_fmt(best['mean_difference'])} against 0 % (interval {_fmt(best['diff_ci_low'])} to "
                 f"{_fmt(best['diff_ci_high'])}); ")
@@ -222,8 +225,10 @@ def answer_sentence(summary: pd.DataFrame, primary: str, positive: str, equivale
             text += (f"after Holm correction over {len(arm_rows)} ratio(s) no ratio differs from 0 % "
                      f"(smallest adjusted p = {arm_rows['p_holm'].min():.3g}).")
         else:
-            listed = ", ".join(f"{r:g} %" for r in significant["ratio"])
-            text += f"after Holm correction over {len(arm_rows)} ratio(s), better than 0 %: {listed}."
+            # A ratio significantly worse than 0 % is an answer too, never "no ratio differs".
+            verdicts = [f"{word} than 0 %: " + ", ".join(f"{r:g} %" for r in significant["ratio"][chosen])
+                        for word, chosen in (("better", improves), ("worse", ~improves)) if chosen.any()]
+            text += f"after Holm correction over {len(arm_rows)} ratio(s), {'; '.join(verdicts)}."
         parts.append(text)
     curve = rows[rows["arm"] == "real"].sort_values("real_fraction")
     if len(curve) > 1:
@@ -239,7 +244,10 @@ def answer_sentence(summary: pd.DataFrame, primary: str, positive: str, equivale
         parts.append(f"Trained on synthetic images only and tested on real ones, {name} is {row['mean']:.3f} "
                      f"(interval {row['ci_low']:.3f} to {row['ci_high']:.3f}), {_fmt(row['mean_difference'])} "
                      f"against real images only.")
-    if equivalents:
+    if equivalents and all(item["words"] == equivalence.FLAT for item in equivalents):
+        parts.append(f"Real-image equivalents: none can be read, since more real images did not raise {name} on "
+                     "the learning curve (its isotonic fit is flat).")
+    elif equivalents:
         listed = "; ".join(f"{item['ratio']:g} % GAN: {item['words']} (interval {item['interval_words']})"
                            for item in equivalents)
         parts.append(f"Real-image equivalents on the learning curve: {listed}.")

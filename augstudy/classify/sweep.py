@@ -254,6 +254,11 @@ def resolve_options(options: SweepOptions, data: PreparedData) -> SweepOptions:
     _check_choice("--monitor", options.monitor, tuple(MONITORS))
     _check_choice("--primary", options.primary, METRICS)
     _check_choice("--class-weight", options.class_weight, CLASS_WEIGHTS)
+    if options.schedule == "fixed":  # nothing is monitored and nothing stops early: such options would be ignored
+        _require(options.patience is None, f"--patience {options.patience}: --schedule fixed has no early stopping; "
+                                           "drop --patience or use --schedule plateau")
+        _require(options.monitor == "cross_entropy", f"--monitor {options.monitor}: --schedule fixed monitors "
+                                                     "nothing; drop --monitor or use --schedule plateau")
     _require(bool(arms) and len(set(arms)) == len(arms) and all(arm in ARMS for arm in arms),
              f"--arms {','.join(arms)}: give distinct arms out of {', '.join(ARMS)}")
     if any(arm in ("gan", "classic") for arm in arms):

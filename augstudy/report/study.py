@@ -292,13 +292,16 @@ def _classifier_section(doc: Document, study: Study, results: Path, split: str |
                            f"augstudy sweep (options: {_rel(study, results / 'sweep_options.json')})"))
     table = []
     for row in rows:
-        if row["metric"] not in ("accuracy", "balanced_accuracy", "roc_auc"):
+        if row["metric"] not in ("accuracy", "balanced_accuracy", "roc_auc") and row.get("role") != "primary":
             continue
-        table.append([f"{_number(row['ratio']):g}", row["metric"], row["n"], _fmt(_number(row["mean"])),
-                      f"[{_fmt(_number(row['ci_low']))}, {_fmt(_number(row['ci_high']))}]",
+        # Each arm's level: images added (gan: synthetic, classic: augmented copies) and the share of
+        # real train images kept (the real arm's learning curve); a summary without arms is the gan arm.
+        table.append([row.get("arm") or "gan", f"{_number(row['ratio']):g}",
+                      f"{_number(row.get('real_fraction') or '100'):g}", row["metric"], row["n"],
+                      _fmt(_number(row["mean"])), f"[{_fmt(_number(row['ci_low']))}, {_fmt(_number(row['ci_high']))}]",
                       _fmt(_number(row["mean_difference"])), _fmt(_number(row["p_holm"])), row["n_degenerate"]])
-    doc.add(Table(["synthetic %", "metric", "seeds", "mean", "95% CI", "diff. vs 0%", "p (Holm)", "degenerate"],
-                  table),
+    doc.add(Table(["arm", "added %", "real %", "metric", "seeds", "mean", "95% CI", "diff. vs real only (0 %)",
+                   "p (Holm)", "degenerate"], table),
             Paragraph(f"Degenerate: {DEGENERATE} Per-seed rows: `{_rel(study, results / 'results.csv')}`; "
                       f"test used: {next((row['test'] for row in rows if row['test']), '–')}."))
 

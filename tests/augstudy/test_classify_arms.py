@@ -7,12 +7,13 @@ import itertools
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
 from augstudy.classify.classic import ClassicRecipe, augment, classic_pool, copies_per_image
 from augstudy.classify.data import LabelledImage, read_prepared
-from augstudy.classify.equivalence import describe, equivalent_interval, real_equivalent
+from augstudy.classify.equivalence import describe, equivalent_interval, is_flat, real_equivalent
 from augstudy.classify.features import ImageRef
 from augstudy.classify.sweep import nested_real_subset
 from augstudy.classify.toydata import write_toy_study
@@ -83,11 +84,24 @@ def test_real_image_equivalent_inside_the_curve_interpolates() -> None:
 
 
 def test_a_lucky_small_data_point_does_not_set_the_curve() -> None:
-    # 25 % of the real data scored above 100 % by chance: the curve is flat (pooled mean 0.98125), so a
-    # GAN ratio above the full-data value is beyond the curve, not "below" a peak the data cannot hold up
-    noisy = np.array([0.99, 0.98, 0.98, 0.975])
-    assert real_equivalent(COUNTS, noisy, 0.985, 40) == float("inf")
-    assert real_equivalent(COUNTS, noisy, 0.97, 40) == float("-inf")
+    # 25 % of the real data scored above 50 % and 75 % by chance: the three are pooled (0.70333 at 10 to 30
+    # images), so a GAN value of 0.72 reads between 30 and 40 images, not 10 (a peak the data cannot hold up)
+    noisy = np.array([0.72, 0.69, 0.70, 0.80])
+    pooled = (0.72 + 0.69 + 0.70) / 3
+    assert real_equivalent(COUNTS, noisy, 0.72, 40) == pytest.approx(30 + 10 * (0.72 - pooled) / (0.80 - pooled) - 40)
+
+
+def test_a_flat_learning_curve_gives_no_equivalent() -> None:
+    # More real images never helped (the isotonic fit is one pooled level, 0.98125): the curve cannot say
+    # how many real images any value is worth. A GAN value above the full-data point (0.975) must not read
+    # "below the curve" (worth less than dropping 75 % of the real images), nor any value "beyond" it.
+    flat = np.array([0.99, 0.98, 0.98, 0.975])
+    assert all(np.isnan(real_equivalent(COUNTS, flat, value, 40)) for value in (0.978, 0.98125, 0.985, 0.97))
+    assert is_flat(COUNTS, flat) and not is_flat(COUNTS, CURVE)
+    # replicates whose curve is flat cannot narrow the interval: they count as unbounded on both sides
+    curves = np.stack([CURVE, CURVE, flat, flat], axis=1)
+    low, high = equivalent_interval(COUNTS, curves, np.array([0.70, 0.75, 0.978, 0.978]), 40, level=0.5)
+    assert low == float("-inf") and high == float("inf")
 
 
 def test_real_image_equivalent_at_the_edge_and_beyond() -> None:
@@ -105,3 +119,30 @@ def test_equivalent_interval_follows_the_bootstrap_replicates() -> None:
     assert low == pytest.approx(-20.0) and high == pytest.approx(-10.0)
     _, high = equivalent_interval(COUNTS, curves, values, 40, level=0.95)
     assert high == float("inf")
+
+
+def test_the_answer_does_not_call_a_ratio_that_beats_0_percent_below_a_flat_curve() -> None:
+    # the committed dedup chest CT case: real 25-100 % score 0.989, 0.981, 0.985, 0.976 (flat fit), and
+    # GAN 25 % scores 0.981, above the full-data classifier
+    from augstudy.classify.report import real_equivalents
+
+    rows = [{"arm": "real", "ratio": 0, "real_fraction": fraction, "metric": "balanced_accuracy", "mean": mean,
+             "n_real_per_class": 92.5 * fraction / 100}
+            for fraction, mean in ((25, 0.989), (50, 0.981), (75, 0.985), (100, 0.976))]
+    rows.append({"arm": "gan", "ratio": 25, "real_fraction": 100, "metric": "balanced_accuracy", "mean": 0.981,
+                 "n_real_per_class": 92.5})
+    replicated = {("real", 0, row["real_fraction"]): {"balanced_accuracy": np.full(10, row["mean"])}
+                  for row in rows[:4]} | {("gan", 25, 100): {"balanced_accuracy": np.full(10, 0.981)}}
+    [item] = real_equivalents(pd.DataFrame(rows), replicated, "balanced_accuracy")
+    assert np.isnan(item["equivalent"]) and item["words"].startswith("not readable")
+    assert "below the curve" not in item["words"]
+    from augstudy.classify.report import answer_sentence
+
+    summary = pd.DataFrame(rows).assign(mean_difference=np.nan, diff_ci_low=np.nan, diff_ci_high=np.nan,
+                                        p_holm=np.nan)
+    sentence = answer_sentence(summary, "balanced_accuracy", "squamous", [item])
+    assert "none can be read" in sentence and "below the curve" not in sentence
+    # the full real train set alone (--real-fractions 100) is one point, not a curve: no equivalents
+    single = pd.DataFrame(rows[3:])
+    assert real_equivalents(single, {key: value for key, value in replicated.items() if key[2] == 100},
+                            "balanced_accuracy") == []

@@ -4,10 +4,12 @@ the vectorised weighted metrics, Holm's correction and the seed-only t-interval.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
 from augstudy.classify.metrics import METRICS, classification_metrics
+from augstudy.classify.report import answer_sentence
 from augstudy.classify.stats import (
     BootstrapDraws,
     bootstrap_p_value,
@@ -113,3 +115,24 @@ def test_intervals_stay_inside_the_metric_range_and_p_is_never_zero() -> None:
     result = compare(reps, worse, np.ones(3), np.zeros(3), draws)
     assert result.p_value == pytest.approx(2 / 501) and result.difference_ci == (1.0, 1.0)
     assert bootstrap_p_value(np.zeros(10)) == 1.0
+
+
+def _primary_rows(differences: dict[float, tuple[float, float]]) -> pd.DataFrame:
+    """A summary's primary-metric rows for the gan arm: ratio -> (mean difference, Holm p)."""
+    rows = [{"arm": "gan", "ratio": 0, "real_fraction": 100, "metric": "balanced_accuracy", "mean": 0.80,
+             "mean_difference": np.nan, "diff_ci_low": np.nan, "diff_ci_high": np.nan, "p_holm": np.nan}]
+    for ratio, (difference, p_holm) in differences.items():
+        rows.append({"arm": "gan", "ratio": ratio, "real_fraction": 100, "metric": "balanced_accuracy",
+                     "mean": 0.80 + difference, "mean_difference": difference, "diff_ci_low": difference - 0.02,
+                     "diff_ci_high": difference + 0.02, "p_holm": p_holm})
+    return pd.DataFrame(rows)
+
+
+def test_the_answer_names_a_ratio_that_is_significantly_worse_than_0_percent() -> None:
+    worse = answer_sentence(_primary_rows({25: (0.01, 0.6), 50: (-0.20, 0.002)}), "balanced_accuracy", "tumour", [])
+    assert "no ratio differs from 0 %" not in worse
+    assert "worse than 0 %: 50 %" in worse
+    neither = answer_sentence(_primary_rows({25: (0.01, 0.6), 50: (-0.02, 0.4)}), "balanced_accuracy", "tumour", [])
+    assert "no ratio differs from 0 %" in neither
+    better = answer_sentence(_primary_rows({25: (0.10, 0.01), 50: (-0.20, 0.002)}), "balanced_accuracy", "tumour", [])
+    assert "better than 0 %: 25 %" in better and "worse than 0 %: 50 %" in better

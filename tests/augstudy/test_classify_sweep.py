@@ -313,6 +313,8 @@ def test_torch_backend_in_a_fresh_process(sweep, tmp_path: Path) -> None:
     (("--arms", "gan,mixup"), "--arms gan,mixup: give distinct arms"),
     (("--real-fractions", "0,50"), "--real-fractions 0,50: give distinct percentages in (0, 100]"),
     (("--positive-class", "benign"), "--positive-class 'benign' is not one of normal, tumour"),
+    (("--schedule", "fixed", "--patience", "2"), "--patience 2: --schedule fixed has no early stopping"),
+    (("--schedule", "fixed", "--monitor", "roc_auc"), "--monitor roc_auc: --schedule fixed monitors nothing"),
 ])
 def test_nonsensical_options_are_rejected_with_a_message(sweep, tmp_path: Path, extra, message) -> None:
     result = CliRunner().invoke(main, [*base_args(sweep, tmp_path / "out"), *extra, "--dry-run"])
@@ -322,7 +324,7 @@ def test_nonsensical_options_are_rejected_with_a_message(sweep, tmp_path: Path, 
 
 def test_fixed_schedule_trains_exactly_the_epochs_and_monitor_is_recorded(sweep, tmp_path: Path) -> None:
     invoke(*base_args(sweep, tmp_path / "fixed", "--ratios", "0", "--seeds", "2", "--schedule", "fixed",
-                      "--epochs", "3", "--patience", "1", "--save-models", "none"))
+                      "--epochs", "3", "--save-models", "none"))
     results = pd.read_csv(tmp_path / "fixed" / "results.csv")
     assert results["epochs_trained"].eq(3).all() and results["best_epoch"].eq(3).all()
     options = json.loads((tmp_path / "fixed" / "sweep_options.json").read_text())

@@ -119,3 +119,26 @@ def test_inline_html(text: str, expected: str) -> None:
     assert inline_html(text) == expected
     document = Document("t", [Paragraph(text)])
     assert f"<p>{expected}</p>" in document.to_html()
+
+
+def test_the_sweep_table_names_each_rows_arm_and_real_fraction(tmp_path: Path) -> None:
+    study = _study(tmp_path, weights="imagenet")
+    summary = study.out / "results" / "summary.csv"
+    columns = SUMMARY_COLUMNS + ["arm", "real_fraction", "role"]
+    common = {"metric": "balanced_accuracy", "n": "3", "std": "0.01", "n_degenerate": "0", "test": "t",
+              "backbone": "resnet50", "weights": "imagenet", "head": "compact", "split": "dedup",
+              "role": "primary"}
+    with open(summary, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, columns)
+        writer.writeheader()
+        for arm, ratio, fraction, mean in (("gan", "0", "100", "0.8"), ("classic", "25", "100", "0.71"),
+                                           ("real", "0", "50", "0.62")):
+            writer.writerow({**common, "arm": arm, "ratio": ratio, "real_fraction": fraction, "mean": mean,
+                             "ci_low": "0.5", "ci_high": "0.9", "mean_difference": "", "p_holm": ""})
+    rows = [line for line in write_study_report(study).read_text(encoding="utf-8").splitlines()
+            if "balanced_accuracy" in line and line.startswith("|")]
+    classic = next(line for line in rows if "0.710" in line)
+    real = next(line for line in rows if "0.620" in line)
+    assert "classic" in classic and "synthetic" not in classic
+    assert "real" in real and "50" in real  # the learning-curve point is not shown as "0 % synthetic"
+    assert all("synthetic %" not in line for line in rows)
