@@ -140,8 +140,23 @@ def _network(data: dict[str, Any], name: str, class_name: str, path: Path) -> Pe
     return obj
 
 
+def _build(class_name: str, kwargs: dict[str, Any], path: Path, name: str) -> torch.nn.Module:
+    """Our network for recorded arguments; arguments no network can be built from are the file's fault."""
+    try:
+        return build_module(class_name, kwargs)
+    except (TypeError, ValueError, RuntimeError, OverflowError, AssertionError) as error:
+        raise NetworkPickleError(
+            f"{path}: its {name} cannot be built from its recorded arguments ({error})."
+        ) from None
+
+
 def _load(module: torch.nn.Module, obj: PersistentObject, path: Path, name: str) -> torch.nn.Module:
     tensors = obj.state_dict()
+    not_tensors = sorted(key for key, value in tensors.items() if not isinstance(value, torch.Tensor))
+    if not_tensors:
+        raise NetworkPickleError(
+            f"{path}: its {name} holds values that are not tensors ({', '.join(not_tensors[:5])})."
+        )
     expected = module.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -173,13 +188,16 @@ def import_network_pickle(path: str | os.PathLike[str]) -> ImportedNetworks:
     if ema_kwargs != g_kwargs:
         raise NetworkPickleError(f"{path}: G and G_ema were built with different arguments.")
     with torch.random.fork_rng(devices=[]):  # initial values are all overwritten; keep the caller's RNG
-        G = _load(build_module("Generator", g_kwargs), g_obj, path, "G")
-        D = _load(build_module("Discriminator", d_kwargs), d_obj, path, "D")
-        G_ema = _load(build_module("Generator", ema_kwargs), ema_obj, path, "G_ema")
+        G = _load(_build("Generator", g_kwargs, path, "G"), g_obj, path, "G")
+        D = _load(_build("Discriminator", d_kwargs, path, "D"), d_obj, path, "D")
+        G_ema = _load(_build("Generator", ema_kwargs, path, "G_ema"), ema_obj, path, "G_ema")
     pipe = data.get("augment_pipe")
     augment_p = None
     if isinstance(pipe, PersistentObject) and "p" in pipe.state_dict():
-        augment_p = float(pipe.state_dict()["p"])
+        p = pipe.state_dict()["p"]
+        if not isinstance(p, torch.Tensor) or p.numel() != 1:
+            raise NetworkPickleError(f"{path}: its augment_pipe p is not a single number.")
+        augment_p = float(p)
     training_set = data.get("training_set_kwargs")
     return ImportedNetworks(
         G=G.eval().requires_grad_(False),

@@ -198,12 +198,22 @@ def _persistent_object(meta: Any) -> PersistentObject:
     )
 
 
-def _plain(value: Any) -> Any:
-    """Nested EasyDict stand-ins and tuples as dicts and lists (JSON-able init arguments)."""
+_MAX_NESTING = 32  # the official init arguments nest three levels deep
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
+    """Nested EasyDict stand-ins and tuples as dicts and lists (JSON-able init arguments).
+
+    A pickle can make a container hold itself; the depth limit turns that into our error.
+    """
+    if depth > _MAX_NESTING:
+        raise NetworkPickleError(
+            f"recorded init arguments nested more than {_MAX_NESTING} levels deep (or cyclic)"
+        )
     if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
+        return {key: _plain(item, depth + 1) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
+        return [_plain(item, depth + 1) for item in value]
     return value
 
 

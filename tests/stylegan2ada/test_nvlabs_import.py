@@ -256,3 +256,34 @@ def test_tensorflow_pickles_are_refused_with_what_to_do(tmp_path: Path) -> None:
         NetworkPickleError, match="refused dnnlib.tflib.network.Network: .*TensorFlow .*legacy.py"
     ):
         read_network_pickle(path)
+
+
+def test_crafted_init_arguments_give_our_error_not_a_traceback(tmp_path: Path) -> None:
+    kwargs = {"z_dim": 4, "c_dim": 0, "w_dim": 4, "img_resolution": 8, "img_channels": 1}
+    cyclic: dict[str, Any] = {}
+    cyclic["self"] = cyclic
+    with _official_globals() as module:
+
+        def networks(g_kwargs: dict[str, Any], g_state: dict[str, Any] | None = None) -> dict[str, Any]:
+            g = _persistent(module, "Generator", {"_init_kwargs": g_kwargs, **(g_state or {})})
+            d = _persistent(
+                module,
+                "Discriminator",
+                {"_init_kwargs": {"c_dim": 0, "img_resolution": 8, "img_channels": 1}},
+            )
+            return {"G": g, "D": d, "G_ema": g}
+
+        cases = {
+            "cyclic": ({"G": _persistent(module, "Generator", {"_init_kwargs": cyclic})}, "nested more than"),
+            "text": (networks({**kwargs, "z_dim": "4"}), "G cannot be built from its recorded arguments"),
+            "resolution": (networks({**kwargs, "img_resolution": 3}), "G cannot be built from its recorded"),
+            "not_a_tensor": (networks(kwargs, {"_parameters": {"w": "abc"}}), "values that are not tensors"),
+        }
+        paths = {
+            name: (_write(tmp_path / f"{name}.pkl", data), match) for name, (data, match) in cases.items()
+        }
+    for name, (path, match) in paths.items():
+        with pytest.raises(NetworkPickleError, match=f"{name}.pkl: .*{match}"):
+            import_network_pickle(path)
+        with pytest.raises(SnapshotError, match=f"{name}.pkl"):
+            load_generator(path)
