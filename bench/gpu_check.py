@@ -143,8 +143,8 @@ def part_ops(rec: Recorder, dry_run: bool, args: argparse.Namespace) -> None:
             kernels = True
         except build.KernelsUnavailable as error:
             rec["kernels_unavailable"] = str(error)
-    rec["rows"] = ops_bench.bench_ops(shapes, device, repeats=1 if dry_run else 10, use_compile=False,
-                                      kernels=kernels)
+    ops_bench.bench_ops(shapes, device, repeats=1 if dry_run else 10, use_compile=False, kernels=kernels,
+                        on_row=lambda rows: rec.__setitem__("rows", rows))
 
 
 def part_ops_compile(rec: Recorder, dry_run: bool, args: argparse.Namespace) -> None:
@@ -154,7 +154,8 @@ def part_ops_compile(rec: Recorder, dry_run: bool, args: argparse.Namespace) -> 
 
     shapes = _op_shapes(dry_run)
     rec["shapes"] = dataclasses.asdict(shapes)
-    rec["rows"] = ops_bench.bench_ops(shapes, torch.device("cuda"), repeats=10, use_compile=True, kernels=False)
+    ops_bench.bench_ops(shapes, torch.device("cuda"), repeats=10, use_compile=True, kernels=False,
+                        on_row=lambda rows: rec.__setitem__("rows", rows))  # each op's compile is slow: keep rows
 
 
 def _step_part(impl: str) -> Callable[[Recorder, bool, argparse.Namespace], None]:

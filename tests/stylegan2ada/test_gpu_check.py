@@ -76,3 +76,26 @@ def test_dry_run_lists_every_part_and_runs_the_cpu_ones(tmp_path: Path) -> None:
     summary = (tmp_path / "gpu_check.md").read_text()
     assert "dry run" in summary and all(f"| {part.name} |" in summary for part, _ in check.PARTS)
     assert "sec/kimg" in summary and "swd" in summary
+
+
+def test_an_ops_part_cut_off_keeps_the_ops_it_finished(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    check = _module()
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import ops as ops_bench  # bench/ops.py
+
+    cases = ops_bench.op_cases
+
+    def first_case_then_a_hang(shapes: object, device: object) -> list[dict[str, object]]:
+        def cut_off(x: object, impl: str) -> object:
+            raise TimeoutError("the part's budget ran out here")
+
+        first = cases(shapes, device)[0]
+        return [first, {"name": "cut off", "x": first["x"], "op": cut_off, "before": None}]
+
+    monkeypatch.setattr(ops_bench, "op_cases", first_case_then_a_hang)
+    recorder = check.Recorder(tmp_path / "ops.json")
+    with pytest.raises(TimeoutError):
+        check.part_ops(recorder, True, None)
+    rows = json.loads((tmp_path / "ops.json").read_text())["rows"]
+    assert [row["op"] for row in rows] == [cases(check._op_shapes(True), "cpu")[0]["name"]]
+    assert rows[0]["ref_s"] > 0
