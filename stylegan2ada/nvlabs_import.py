@@ -144,7 +144,7 @@ def _build(class_name: str, kwargs: dict[str, Any], path: Path, name: str) -> to
     """Our network for recorded arguments; arguments no network can be built from are the file's fault."""
     try:
         return build_module(class_name, kwargs)
-    except (TypeError, ValueError, RuntimeError, OverflowError, AssertionError) as error:
+    except (TypeError, ValueError, RuntimeError, OverflowError, AssertionError, MemoryError) as error:
         raise NetworkPickleError(
             f"{path}: its {name} cannot be built from its recorded arguments ({error})."
         ) from None
@@ -182,9 +182,14 @@ def import_network_pickle(path: str | os.PathLike[str]) -> ImportedNetworks:
         _network(data, name, cls, path)
         for name, cls in (("G", "Generator"), ("D", "Discriminator"), ("G_ema", "Generator"))
     )
-    g_kwargs = generator_kwargs(_kwargs(g_obj, _G_ARGS, path, "G"), f"{path}: G")
-    d_kwargs = discriminator_kwargs(_kwargs(d_obj, _D_ARGS, path, "D"), f"{path}: D")
-    ema_kwargs = generator_kwargs(_kwargs(ema_obj, _G_ARGS, path, "G_ema"), f"{path}: G_ema")
+    try:  # the recorded arguments are the file's data: containers or numbers of the wrong kind are its fault
+        g_kwargs = generator_kwargs(_kwargs(g_obj, _G_ARGS, path, "G"), f"{path}: G")
+        d_kwargs = discriminator_kwargs(_kwargs(d_obj, _D_ARGS, path, "D"), f"{path}: D")
+        ema_kwargs = generator_kwargs(_kwargs(ema_obj, _G_ARGS, path, "G_ema"), f"{path}: G_ema")
+    except (TypeError, ValueError, AttributeError) as error:
+        if isinstance(error, NetworkPickleError):
+            raise
+        raise NetworkPickleError(f"{path}: its recorded network arguments are malformed ({error}).") from None
     if ema_kwargs != g_kwargs:
         raise NetworkPickleError(f"{path}: G and G_ema were built with different arguments.")
     with torch.random.fork_rng(devices=[]):  # initial values are all overwritten; keep the caller's RNG

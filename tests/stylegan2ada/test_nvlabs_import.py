@@ -278,6 +278,28 @@ def test_crafted_init_arguments_give_our_error_not_a_traceback(tmp_path: Path) -
             "text": (networks({**kwargs, "z_dim": "4"}), "G cannot be built from its recorded arguments"),
             "resolution": (networks({**kwargs, "img_resolution": 3}), "G cannot be built from its recorded"),
             "not_a_tensor": (networks(kwargs, {"_parameters": {"w": "abc"}}), "values that are not tensors"),
+            "block_kwargs": (
+                {
+                    **networks(kwargs),
+                    "D": _persistent(
+                        module,
+                        "Discriminator",
+                        {
+                            "_init_kwargs": {
+                                "c_dim": 0,
+                                "img_resolution": 8,
+                                "img_channels": 1,
+                                "block_kwargs": {"freeze_layers": [1]},
+                            }
+                        },
+                    ),
+                },
+                "recorded network arguments are malformed",
+            ),
+            "mapping_list": (
+                networks({**kwargs, "mapping_kwargs": [1]}),
+                "recorded network arguments are malformed",
+            ),
         }
         paths = {
             name: (_write(tmp_path / f"{name}.pkl", data), match) for name, (data, match) in cases.items()
