@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from stylegan2ada.networks import build_module
-from stylegan2ada.nvlabs_pickle import NetworkPickleError, PersistentObject, read_network_pickle
+from stylegan2ada.nvlabs_pickle import MAX_NESTING, NetworkPickleError, PersistentObject, read_network_pickle
 
 # Positional order of the official constructors, for files whose networks were built with init_args.
 _G_ARGS = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs", "synthesis_kwargs")
@@ -204,12 +204,16 @@ def import_network_pickle(path: str | os.PathLike[str]) -> ImportedNetworks:
             raise NetworkPickleError(f"{path}: its augment_pipe p is not a single number.")
         augment_p = float(p)
     training_set = data.get("training_set_kwargs")
+    try:
+        training_set = _jsonable(dict(training_set)) if isinstance(training_set, dict) else None
+    except NetworkPickleError as error:
+        raise NetworkPickleError(f"{path}: {error}.") from None
     return ImportedNetworks(
         G=G.eval().requires_grad_(False),
         D=D.eval().requires_grad_(False),
         G_ema=G_ema.eval().requires_grad_(False),
         augment_p=augment_p,
-        training_set_kwargs=dict(training_set) if isinstance(training_set, dict) else None,
+        training_set_kwargs=training_set,
         source=path,
     )
 
@@ -242,9 +246,14 @@ def imported_snapshot(imported: ImportedNetworks, source_sha256: str) -> dict[st
     }
 
 
-def _jsonable(value: Any) -> Any:
+def _jsonable(value: Any, depth: int = 0) -> Any:
+    """Plain JSON data; a pickle can make a container hold itself, which the depth limit refuses."""
+    if depth > MAX_NESTING:
+        raise NetworkPickleError(
+            f"training_set_kwargs nested more than {MAX_NESTING} levels deep (or cyclic)"
+        )
     if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
+        return {str(key): _jsonable(item, depth + 1) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
+        return [_jsonable(item, depth + 1) for item in value]
     return value if value is None or isinstance(value, (str, int, float, bool)) else repr(value)

@@ -198,7 +198,7 @@ def _persistent_object(meta: Any) -> PersistentObject:
     )
 
 
-_MAX_NESTING = 32  # the official init arguments nest three levels deep
+MAX_NESTING = 32  # the official init arguments nest three levels deep
 
 
 def _plain(value: Any, depth: int = 0) -> Any:
@@ -206,9 +206,9 @@ def _plain(value: Any, depth: int = 0) -> Any:
 
     A pickle can make a container hold itself; the depth limit turns that into our error.
     """
-    if depth > _MAX_NESTING:
+    if depth > MAX_NESTING:
         raise NetworkPickleError(
-            f"recorded init arguments nested more than {_MAX_NESTING} levels deep (or cyclic)"
+            f"recorded init arguments nested more than {MAX_NESTING} levels deep (or cyclic)"
         )
     if isinstance(value, dict):
         return {key: _plain(item, depth + 1) for key, item in value.items()}

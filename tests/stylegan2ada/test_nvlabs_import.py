@@ -309,3 +309,22 @@ def test_crafted_init_arguments_give_our_error_not_a_traceback(tmp_path: Path) -
             import_network_pickle(path)
         with pytest.raises(SnapshotError, match=f"{name}.pkl"):
             load_generator(path)
+
+
+@needs_fixtures
+def test_a_cyclic_training_set_entry_gives_our_error(tmp_path: Path) -> None:
+    """An official file with one entry added that holds itself: training_set_kwargs = {'self': itself}."""
+
+    def text(value: str) -> bytes:
+        return b"\x8c" + bytes([len(value)]) + value.encode()
+
+    memo = (999_999).to_bytes(4, "little")
+    added = text("training_set_kwargs") + b"}r" + memo + text("self") + b"j" + memo + b"ss"
+    official = (FIXTURES / "nvlabs-rgb32.pkl").read_bytes()
+    assert official.endswith(b".")  # STOP, with the top-level dict on the stack
+    path = tmp_path / "cyclic.pkl"
+    path.write_bytes(official[:-1] + added + b".")
+    with pytest.raises(NetworkPickleError, match="cyclic.pkl: training_set_kwargs nested more than .*cyclic"):
+        import_network_pickle(path)
+    with pytest.raises(SnapshotError, match="cyclic.pkl"):
+        load_generator(path)
