@@ -150,8 +150,15 @@ def _build(class_name: str, kwargs: dict[str, Any], path: Path, name: str) -> to
         ) from None
 
 
+def _tensors(obj: PersistentObject, path: Path, name: str) -> dict[str, Any]:
+    try:
+        return obj.state_dict()
+    except NetworkPickleError as error:
+        raise NetworkPickleError(f"{path}: its {name}: {error}.") from None
+
+
 def _load(module: torch.nn.Module, obj: PersistentObject, path: Path, name: str) -> torch.nn.Module:
-    tensors = obj.state_dict()
+    tensors = _tensors(obj, path, name)
     not_tensors = sorted(key for key, value in tensors.items() if not isinstance(value, torch.Tensor))
     if not_tensors:
         raise NetworkPickleError(
@@ -198,8 +205,9 @@ def import_network_pickle(path: str | os.PathLike[str]) -> ImportedNetworks:
         G_ema = _load(_build("Generator", ema_kwargs, path, "G_ema"), ema_obj, path, "G_ema")
     pipe = data.get("augment_pipe")
     augment_p = None
-    if isinstance(pipe, PersistentObject) and "p" in pipe.state_dict():
-        p = pipe.state_dict()["p"]
+    pipe_tensors = _tensors(pipe, path, "augment_pipe") if isinstance(pipe, PersistentObject) else {}
+    if "p" in pipe_tensors:
+        p = pipe_tensors["p"]
         if not isinstance(p, torch.Tensor) or p.numel() != 1:
             raise NetworkPickleError(f"{path}: its augment_pipe p is not a single number.")
         augment_p = float(p)

@@ -70,13 +70,25 @@ class PersistentObject:
     source_chars: int
 
     def state_dict(self, prefix: str = "") -> dict[str, torch.Tensor]:
-        """Parameters and buffers of this object and its sub-modules under their dotted names."""
+        """Parameters and buffers of this object and its sub-modules under their dotted names.
+
+        The state dicts stay mutable while the file loads, so a pickle can make a module its own
+        sub-module; the depth limit turns that into our error.
+        """
+        if prefix.count(".") > MAX_NESTING:
+            raise NetworkPickleError(f"sub-modules nested more than {MAX_NESTING} levels deep (or cyclic)")
+        groups = {group: self.state.get(group) or {} for group in ("_parameters", "_buffers", "_modules")}
+        malformed = [group for group, entries in groups.items() if not isinstance(entries, dict)]
+        if malformed:
+            raise NetworkPickleError(
+                f"{self.class_name} {prefix or 'object'}: its {malformed[0]} is not a dict"
+            )
         tensors: dict[str, torch.Tensor] = {}
         for group in ("_parameters", "_buffers"):
-            for name, value in (self.state.get(group) or {}).items():
+            for name, value in groups[group].items():
                 if value is not None:
                     tensors[prefix + name] = value.detach() if isinstance(value, torch.Tensor) else value
-        for name, child in (self.state.get("_modules") or {}).items():
+        for name, child in groups["_modules"].items():
             if isinstance(child, PersistentObject):
                 tensors.update(child.state_dict(f"{prefix}{name}."))
             elif child is not None:
@@ -191,7 +203,7 @@ def _persistent_object(meta: Any) -> PersistentObject:
     return PersistentObject(
         class_name=meta["class_name"],
         version=int(meta.get("version", 0)),
-        init_args=tuple(init_args),
+        init_args=tuple(_plain(list(init_args))),
         init_kwargs=_plain(init_kwargs),
         state=state,
         source_chars=len(source) if isinstance(source, str) else 0,

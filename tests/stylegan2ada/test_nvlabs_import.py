@@ -301,6 +301,21 @@ def test_crafted_init_arguments_give_our_error_not_a_traceback(tmp_path: Path) -
                 "recorded network arguments are malformed",
             ),
         }
+        # A module made its own sub-module: its _modules dict is filled after the module is built.
+        modules: dict[str, Any] = {}
+        itself = _persistent(module, "Generator", {"_init_kwargs": kwargs, "_modules": modules})
+        modules["x"] = itself
+        cases["own_submodule"] = (
+            {"_": modules, "G": itself, "D": networks(kwargs)["D"], "G_ema": itself},
+            "nested more than",
+        )
+        cases["parameters_int"] = (networks(kwargs, {"_parameters": 5}), "_parameters is not a dict")
+        cyclic_args: list[Any] = [4, 0, 4, 8, 1, {}]
+        cyclic_args[5]["self"] = cyclic_args
+        cases["cyclic_args"] = (
+            {"G": _persistent(module, "Generator", {"_init_args": cyclic_args})},
+            "nested more than",
+        )
         paths = {
             name: (_write(tmp_path / f"{name}.pkl", data), match) for name, (data, match) in cases.items()
         }
