@@ -305,6 +305,9 @@ def read_network_pickle(path: str | os.PathLike[str]) -> dict[str, Any]:
         AttributeError,
         IndexError,
         KeyError,
+        OverflowError,
+        RecursionError,
+        MemoryError,  # a few bytes can ask for a huge memo or frame
     ) as error:
         raise NetworkPickleError(f"{path}: not a readable pickle (truncated or damaged): {error}") from None
     if isinstance(data, int):  # torch.save's legacy format starts with a pickled magic number

@@ -343,3 +343,13 @@ def test_a_cyclic_training_set_entry_gives_our_error(tmp_path: Path) -> None:
         import_network_pickle(path)
     with pytest.raises(SnapshotError, match="cyclic.pkl"):
         load_generator(path)
+
+
+def test_a_few_bytes_asking_for_huge_memory_give_our_error(tmp_path: Path) -> None:
+    huge_memo = b"\x80\x04}r" + (0xFFFFFFF0).to_bytes(4, "little") + b"."  # LONG_BINPUT at index 2**32 - 16
+    huge_frame = b"\x80\x04\x95" + (2**62).to_bytes(8, "little") + b"}."  # FRAME of 2**62 bytes
+    for name, data in (("memo", huge_memo), ("frame", huge_frame)):
+        path = tmp_path / f"{name}.pkl"
+        path.write_bytes(data)
+        with pytest.raises(NetworkPickleError, match=f"{name}.pkl: not a readable pickle"):
+            read_network_pickle(path)
