@@ -107,10 +107,19 @@ def part_kernel_build(rec: Recorder, dry_run: bool, args: argparse.Namespace) ->
 
 
 def part_pytest_gpu(rec: Recorder, dry_run: bool, args: argparse.Namespace) -> None:
-    command = [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", str(ROOT / "tests")]
+    """pytest -m gpu, its lines passed on to the part's log and counted as they come, so a run cut off by
+    the budget still says which tests passed."""
+    command = [sys.executable, "-m", "pytest", "-v", "-m", "gpu", "-p", "no:cacheprovider", str(ROOT / "tests")]
     rec["command"] = " ".join(command[1:])
-    done = subprocess.run(command, check=False, cwd=ROOT, capture_output=True, text=True)
-    lines = (done.stdout + done.stderr).strip().splitlines()
+    lines, outcomes = [], {}
+    with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as done:
+        for line in done.stdout:
+            print(line, end="", flush=True)
+            lines.append(line.rstrip("\n"))
+            outcome = re.search(r"::\S+ (PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)", line)
+            if outcome:
+                outcomes[outcome[1].lower()] = outcomes.get(outcome[1].lower(), 0) + 1
+                rec["so_far"] = outcomes
     rec["exit_code"] = done.returncode
     rec["summary"] = lines[-1] if lines else ""
     rec["counts"] = {kind: int(n) for n, kind in re.findall(r"(\d+) (passed|failed|skipped|error|errors|deselected)",

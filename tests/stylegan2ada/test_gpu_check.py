@@ -99,3 +99,21 @@ def test_an_ops_part_cut_off_keeps_the_ops_it_finished(tmp_path: Path, monkeypat
     rows = json.loads((tmp_path / "ops.json").read_text())["rows"]
     assert [row["op"] for row in rows] == [cases(check._op_shapes(True), "cpu")[0]["name"]]
     assert rows[0]["ref_s"] > 0
+
+
+def test_pytest_gpu_counts_outcomes_as_they_come(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    check = _module()
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_fake_gpu.py").write_text(
+        "import pytest\n\n"
+        "@pytest.mark.gpu\ndef test_passes():\n    pass\n\n"
+        "@pytest.mark.gpu\ndef test_fails():\n    assert False\n\n"
+        "def test_not_gpu():\n    pass\n"
+    )
+    monkeypatch.setattr(check, "ROOT", tmp_path)
+    recorder = check.Recorder(tmp_path / "pytest_gpu.json")
+    with pytest.raises(RuntimeError, match="1 failed, 1 passed, 1 deselected"):
+        check.part_pytest_gpu(recorder, False, None)
+    saved = json.loads((tmp_path / "pytest_gpu.json").read_text())
+    assert saved["so_far"] == {"passed": 1, "failed": 1}
+    assert saved["counts"] == {"failed": 1, "passed": 1, "deselected": 1} and saved["exit_code"] == 1
