@@ -215,7 +215,8 @@ def part_train_1kimg(rec: Recorder, dry_run: bool, args: argparse.Namespace) -> 
         source = Path(args.data)
         if not source.is_dir():
             raise FileNotFoundError(f"no chest CT data at {source}: pass --data FOLDER (the Kaggle layout)")
-        resolution, sizes = 256, ["--device", "cuda", "--workers", "4"]
+        # the study's setting, as the step parts time it (`auto` alone would pick batch 16 at 256 px)
+        resolution, sizes = 256, ["--batch", str(STEP_256["batch"]), "--device", "cuda", "--workers", "4"]
         kimg, metrics_images = "1", "256"
     rec["source"] = str(source)
     _cli(rec, "prepare", [*cli, "prepare", str(source), "--out", str(work / "prep"), "--classes", "squamous",

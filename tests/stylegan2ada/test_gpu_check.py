@@ -117,3 +117,16 @@ def test_pytest_gpu_counts_outcomes_as_they_come(tmp_path: Path, monkeypatch: py
     saved = json.loads((tmp_path / "pytest_gpu.json").read_text())
     assert saved["so_far"] == {"passed": 1, "failed": 1}
     assert saved["counts"] == {"failed": 1, "passed": 1, "deselected": 1} and saved["exit_code"] == 1
+
+
+def test_the_gpu_training_run_uses_the_timed_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    check = _module()
+    commands: dict[str, list[str]] = {}
+    monkeypatch.setattr(check, "_cli", lambda rec, name, command: commands.__setitem__(name, command))
+    args = check.argparse.Namespace(part_dir=str(tmp_path), data=tmp_path)
+    with pytest.raises(FileNotFoundError):  # no stats.jsonl: the CLI steps were only recorded
+        check.part_train_1kimg(check.Recorder(tmp_path / "train.json"), False, args)
+    train = commands["train_gan"]
+    settings = {flag: train[train.index(flag) + 1] for flag in ("--batch", "--kimg", "--device")}
+    assert settings == {"--batch": str(check.STEP_256["batch"]), "--kimg": "1", "--device": "cuda"}
+    assert commands["prepare"][commands["prepare"].index("--resolution") + 1] == str(check.STEP_256["resolution"])
