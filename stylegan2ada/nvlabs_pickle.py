@@ -29,6 +29,7 @@ PERSISTENT_GLOBAL = ("torch_utils.persistence", "_reconstruct_persistent_obj")
 # Plain-dict stand-ins for the official code's attribute dict (dnnlib.EasyDict).
 _EASYDICT_GLOBALS = {("dnnlib.util", "EasyDict"), ("dnnlib", "EasyDict")}
 _NUMPY_SCALAR_GLOBALS = {("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar")}
+_PLAIN_DTYPES = frozenset({torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64})
 _NUMPY_DTYPE_KINDS = "biufc"  # bool, integers, floats, complex: numbers only
 # The persistent classes of the official training/networks.py and training/augment.py.
 NETWORK_CLASSES = frozenset(
@@ -135,6 +136,10 @@ def _rebuild_tensor(
     if not isinstance(storage, (torch.TypedStorage, torch.UntypedStorage)):
         raise _TensorFormatError(f"a tensor refers to a {type(storage).__name__}, not a tensor storage")
     dtype = storage.dtype if isinstance(storage, torch.TypedStorage) else torch.uint8
+    if not (dtype.is_floating_point or dtype in _PLAIN_DTYPES):  # quantized or complex: no network holds them
+        raise _TensorFormatError(
+            f"a tensor of dtype {dtype} (networks hold real floating-point or integer tensors)"
+        )
     untyped = storage._untyped_storage if isinstance(storage, torch.TypedStorage) else storage
     _check_bounds(untyped.nbytes(), dtype, offset, size, stride)
     return torch.empty(0, dtype=dtype).set_(untyped, int(offset), tuple(size), tuple(stride))

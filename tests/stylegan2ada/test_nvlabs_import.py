@@ -353,3 +353,37 @@ def test_a_few_bytes_asking_for_huge_memory_give_our_error(tmp_path: Path) -> No
         path.write_bytes(data)
         with pytest.raises(NetworkPickleError, match=f"{name}.pkl: not a readable pickle"):
             read_network_pickle(path)
+
+
+def test_quantized_and_complex_tensors_are_refused(tmp_path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # TypedStorage is what pickled tensors hold
+        storages = {
+            "qint8": torch.quantize_per_tensor(torch.zeros(4), 0.1, 0, torch.qint8).storage(),
+            "complex64": torch.zeros(4, dtype=torch.complex64).storage(),
+        }
+    with _official_globals() as module:
+        paths = {
+            name: _write(
+                tmp_path / f"{name}.pkl",
+                {
+                    "G": _persistent(
+                        module,
+                        "Generator",
+                        {
+                            "_buffers": {
+                                "w": _Reduced(
+                                    torch._utils._rebuild_tensor_v2, (storage, 0, (2,), (1,), False, {})
+                                )
+                            }
+                        },
+                    )
+                },
+            )
+            for name, storage in storages.items()
+        }
+    for name, path in paths.items():
+        with pytest.raises(
+            NetworkPickleError, match=f"{name}.pkl: cannot read its tensors: a tensor of dtype torch.{name}"
+        ):
+            read_network_pickle(path)
