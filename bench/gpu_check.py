@@ -107,10 +107,19 @@ def part_kernel_build(rec: Recorder, dry_run: bool, args: argparse.Namespace) ->
 
 
 def part_pytest_gpu(rec: Recorder, dry_run: bool, args: argparse.Namespace) -> None:
-    command = [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", str(ROOT / "tests")]
+    """pytest -m gpu, its lines passed on to the part's log and counted as they come, so a run cut off by
+    the budget still says which tests passed."""
+    command = [sys.executable, "-m", "pytest", "-v", "-m", "gpu", "-p", "no:cacheprovider", str(ROOT / "tests")]
     rec["command"] = " ".join(command[1:])
-    done = subprocess.run(command, check=False, cwd=ROOT, capture_output=True, text=True)
-    lines = (done.stdout + done.stderr).strip().splitlines()
+    lines, outcomes = [], {}
+    with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as done:
+        for line in done.stdout:
+            print(line, end="", flush=True)
+            lines.append(line.rstrip("\n"))
+            outcome = re.search(r"::\S+ (PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)", line)
+            if outcome:
+                outcomes[outcome[1].lower()] = outcomes.get(outcome[1].lower(), 0) + 1
+                rec["so_far"] = outcomes
     rec["exit_code"] = done.returncode
     rec["summary"] = lines[-1] if lines else ""
     rec["counts"] = {kind: int(n) for n, kind in re.findall(r"(\d+) (passed|failed|skipped|error|errors|deselected)",
@@ -143,8 +152,8 @@ def part_ops(rec: Recorder, dry_run: bool, args: argparse.Namespace) -> None:
             kernels = True
         except build.KernelsUnavailable as error:
             rec["kernels_unavailable"] = str(error)
-    rec["rows"] = ops_bench.bench_ops(shapes, device, repeats=1 if dry_run else 10, use_compile=False,
-                                      kernels=kernels)
+    ops_bench.bench_ops(shapes, device, repeats=1 if dry_run else 10, use_compile=False, kernels=kernels,
+                        on_row=lambda rows: rec.__setitem__("rows", rows))
 
 
 def part_ops_compile(rec: Recorder, dry_run: bool, args: argparse.Namespace) -> None:
@@ -154,7 +163,8 @@ def part_ops_compile(rec: Recorder, dry_run: bool, args: argparse.Namespace) -> 
 
     shapes = _op_shapes(dry_run)
     rec["shapes"] = dataclasses.asdict(shapes)
-    rec["rows"] = ops_bench.bench_ops(shapes, torch.device("cuda"), repeats=10, use_compile=True, kernels=False)
+    ops_bench.bench_ops(shapes, torch.device("cuda"), repeats=10, use_compile=True, kernels=False,
+                        on_row=lambda rows: rec.__setitem__("rows", rows))  # each op's compile is slow: keep rows
 
 
 def _step_part(impl: str) -> Callable[[Recorder, bool, argparse.Namespace], None]:
@@ -205,7 +215,8 @@ def part_train_1kimg(rec: Recorder, dry_run: bool, args: argparse.Namespace) -> 
         source = Path(args.data)
         if not source.is_dir():
             raise FileNotFoundError(f"no chest CT data at {source}: pass --data FOLDER (the Kaggle layout)")
-        resolution, sizes = 256, ["--device", "cuda", "--workers", "4"]
+        # the study's setting, as the step parts time it (`auto` alone would pick batch 16 at 256 px)
+        resolution, sizes = 256, ["--batch", str(STEP_256["batch"]), "--device", "cuda", "--workers", "4"]
         kimg, metrics_images = "1", "256"
     rec["source"] = str(source)
     _cli(rec, "prepare", [*cli, "prepare", str(source), "--out", str(work / "prep"), "--classes", "squamous",

@@ -143,12 +143,18 @@ def timed_run(fn: OpFn, x: torch.Tensor, grad: torch.Tensor) -> float:
 
 
 def bench_ops(
-    shapes: Shapes, device: torch.device, repeats: int, use_compile: bool, kernels: bool
+    shapes: Shapes,
+    device: torch.device,
+    repeats: int,
+    use_compile: bool,
+    kernels: bool,
+    on_row: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Forward + backward seconds of every implementation of every op case.
 
     The implementations take turns within each round, so a busy machine slows them alike; the
     minimum over rounds (the least disturbed run) is the figure, the median is kept beside it.
+    `on_row(rows so far)` runs after each op, so a caller cut off by a time limit keeps those.
     """
     rows = []
     for case in op_cases(shapes, device):
@@ -181,6 +187,8 @@ def bench_ops(
             row[f"{name}_median_s"] = statistics.median(values)
         rows.append(row)
         print(f"  {_format_row(row)}", file=sys.stderr)
+        if on_row is not None:
+            on_row(rows)
     return rows
 
 

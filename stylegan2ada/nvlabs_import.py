@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from stylegan2ada.networks import build_module
-from stylegan2ada.nvlabs_pickle import NetworkPickleError, PersistentObject, read_network_pickle
+from stylegan2ada.nvlabs_pickle import MAX_NESTING, NetworkPickleError, PersistentObject, read_network_pickle
 
 # Positional order of the official constructors, for files whose networks were built with init_args.
 _G_ARGS = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs", "synthesis_kwargs")
@@ -140,8 +140,30 @@ def _network(data: dict[str, Any], name: str, class_name: str, path: Path) -> Pe
     return obj
 
 
+def _build(class_name: str, kwargs: dict[str, Any], path: Path, name: str) -> torch.nn.Module:
+    """Our network for recorded arguments; arguments no network can be built from are the file's fault."""
+    try:
+        return build_module(class_name, kwargs)
+    except (TypeError, ValueError, RuntimeError, OverflowError, AssertionError, MemoryError) as error:
+        raise NetworkPickleError(
+            f"{path}: its {name} cannot be built from its recorded arguments ({error})."
+        ) from None
+
+
+def _tensors(obj: PersistentObject, path: Path, name: str) -> dict[str, Any]:
+    try:
+        return obj.state_dict()
+    except NetworkPickleError as error:
+        raise NetworkPickleError(f"{path}: its {name}: {error}.") from None
+
+
 def _load(module: torch.nn.Module, obj: PersistentObject, path: Path, name: str) -> torch.nn.Module:
-    tensors = obj.state_dict()
+    tensors = _tensors(obj, path, name)
+    not_tensors = sorted(key for key, value in tensors.items() if not isinstance(value, torch.Tensor))
+    if not_tensors:
+        raise NetworkPickleError(
+            f"{path}: its {name} holds values that are not tensors ({', '.join(not_tensors[:5])})."
+        )
     expected = module.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -167,26 +189,39 @@ def import_network_pickle(path: str | os.PathLike[str]) -> ImportedNetworks:
         _network(data, name, cls, path)
         for name, cls in (("G", "Generator"), ("D", "Discriminator"), ("G_ema", "Generator"))
     )
-    g_kwargs = generator_kwargs(_kwargs(g_obj, _G_ARGS, path, "G"), f"{path}: G")
-    d_kwargs = discriminator_kwargs(_kwargs(d_obj, _D_ARGS, path, "D"), f"{path}: D")
-    ema_kwargs = generator_kwargs(_kwargs(ema_obj, _G_ARGS, path, "G_ema"), f"{path}: G_ema")
+    try:  # the recorded arguments are the file's data: containers or numbers of the wrong kind are its fault
+        g_kwargs = generator_kwargs(_kwargs(g_obj, _G_ARGS, path, "G"), f"{path}: G")
+        d_kwargs = discriminator_kwargs(_kwargs(d_obj, _D_ARGS, path, "D"), f"{path}: D")
+        ema_kwargs = generator_kwargs(_kwargs(ema_obj, _G_ARGS, path, "G_ema"), f"{path}: G_ema")
+    except (TypeError, ValueError, AttributeError) as error:
+        if isinstance(error, NetworkPickleError):
+            raise
+        raise NetworkPickleError(f"{path}: its recorded network arguments are malformed ({error}).") from None
     if ema_kwargs != g_kwargs:
         raise NetworkPickleError(f"{path}: G and G_ema were built with different arguments.")
     with torch.random.fork_rng(devices=[]):  # initial values are all overwritten; keep the caller's RNG
-        G = _load(build_module("Generator", g_kwargs), g_obj, path, "G")
-        D = _load(build_module("Discriminator", d_kwargs), d_obj, path, "D")
-        G_ema = _load(build_module("Generator", ema_kwargs), ema_obj, path, "G_ema")
+        G = _load(_build("Generator", g_kwargs, path, "G"), g_obj, path, "G")
+        D = _load(_build("Discriminator", d_kwargs, path, "D"), d_obj, path, "D")
+        G_ema = _load(_build("Generator", ema_kwargs, path, "G_ema"), ema_obj, path, "G_ema")
     pipe = data.get("augment_pipe")
     augment_p = None
-    if isinstance(pipe, PersistentObject) and "p" in pipe.state_dict():
-        augment_p = float(pipe.state_dict()["p"])
+    pipe_tensors = _tensors(pipe, path, "augment_pipe") if isinstance(pipe, PersistentObject) else {}
+    if "p" in pipe_tensors:
+        p = pipe_tensors["p"]
+        if not isinstance(p, torch.Tensor) or p.numel() != 1:
+            raise NetworkPickleError(f"{path}: its augment_pipe p is not a single number.")
+        augment_p = float(p)
     training_set = data.get("training_set_kwargs")
+    try:
+        training_set = _jsonable(dict(training_set)) if isinstance(training_set, dict) else None
+    except NetworkPickleError as error:
+        raise NetworkPickleError(f"{path}: {error}.") from None
     return ImportedNetworks(
         G=G.eval().requires_grad_(False),
         D=D.eval().requires_grad_(False),
         G_ema=G_ema.eval().requires_grad_(False),
         augment_p=augment_p,
-        training_set_kwargs=dict(training_set) if isinstance(training_set, dict) else None,
+        training_set_kwargs=training_set,
         source=path,
     )
 
@@ -219,9 +254,14 @@ def imported_snapshot(imported: ImportedNetworks, source_sha256: str) -> dict[st
     }
 
 
-def _jsonable(value: Any) -> Any:
+def _jsonable(value: Any, depth: int = 0) -> Any:
+    """Plain JSON data; a pickle can make a container hold itself, which the depth limit refuses."""
+    if depth > MAX_NESTING:
+        raise NetworkPickleError(
+            f"training_set_kwargs nested more than {MAX_NESTING} levels deep (or cyclic)"
+        )
     if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
+        return {str(key): _jsonable(item, depth + 1) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
+        return [_jsonable(item, depth + 1) for item in value]
     return value if value is None or isinstance(value, (str, int, float, bool)) else repr(value)

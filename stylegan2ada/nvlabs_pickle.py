@@ -29,6 +29,7 @@ PERSISTENT_GLOBAL = ("torch_utils.persistence", "_reconstruct_persistent_obj")
 # Plain-dict stand-ins for the official code's attribute dict (dnnlib.EasyDict).
 _EASYDICT_GLOBALS = {("dnnlib.util", "EasyDict"), ("dnnlib", "EasyDict")}
 _NUMPY_SCALAR_GLOBALS = {("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar")}
+_PLAIN_DTYPES = frozenset({torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64})
 _NUMPY_DTYPE_KINDS = "biufc"  # bool, integers, floats, complex: numbers only
 # The persistent classes of the official training/networks.py and training/augment.py.
 NETWORK_CLASSES = frozenset(
@@ -70,13 +71,25 @@ class PersistentObject:
     source_chars: int
 
     def state_dict(self, prefix: str = "") -> dict[str, torch.Tensor]:
-        """Parameters and buffers of this object and its sub-modules under their dotted names."""
+        """Parameters and buffers of this object and its sub-modules under their dotted names.
+
+        The state dicts stay mutable while the file loads, so a pickle can make a module its own
+        sub-module; the depth limit turns that into our error.
+        """
+        if prefix.count(".") > MAX_NESTING:
+            raise NetworkPickleError(f"sub-modules nested more than {MAX_NESTING} levels deep (or cyclic)")
+        groups = {group: self.state.get(group) or {} for group in ("_parameters", "_buffers", "_modules")}
+        malformed = [group for group, entries in groups.items() if not isinstance(entries, dict)]
+        if malformed:
+            raise NetworkPickleError(
+                f"{self.class_name} {prefix or 'object'}: its {malformed[0]} is not a dict"
+            )
         tensors: dict[str, torch.Tensor] = {}
         for group in ("_parameters", "_buffers"):
-            for name, value in (self.state.get(group) or {}).items():
+            for name, value in groups[group].items():
                 if value is not None:
                     tensors[prefix + name] = value.detach() if isinstance(value, torch.Tensor) else value
-        for name, child in (self.state.get("_modules") or {}).items():
+        for name, child in groups["_modules"].items():
             if isinstance(child, PersistentObject):
                 tensors.update(child.state_dict(f"{prefix}{name}."))
             elif child is not None:
@@ -123,6 +136,10 @@ def _rebuild_tensor(
     if not isinstance(storage, (torch.TypedStorage, torch.UntypedStorage)):
         raise _TensorFormatError(f"a tensor refers to a {type(storage).__name__}, not a tensor storage")
     dtype = storage.dtype if isinstance(storage, torch.TypedStorage) else torch.uint8
+    if not (dtype.is_floating_point or dtype in _PLAIN_DTYPES):  # quantized or complex: no network holds them
+        raise _TensorFormatError(
+            f"a tensor of dtype {dtype} (networks hold real floating-point or integer tensors)"
+        )
     untyped = storage._untyped_storage if isinstance(storage, torch.TypedStorage) else storage
     _check_bounds(untyped.nbytes(), dtype, offset, size, stride)
     return torch.empty(0, dtype=dtype).set_(untyped, int(offset), tuple(size), tuple(stride))
@@ -191,19 +208,29 @@ def _persistent_object(meta: Any) -> PersistentObject:
     return PersistentObject(
         class_name=meta["class_name"],
         version=int(meta.get("version", 0)),
-        init_args=tuple(init_args),
+        init_args=tuple(_plain(list(init_args))),
         init_kwargs=_plain(init_kwargs),
         state=state,
         source_chars=len(source) if isinstance(source, str) else 0,
     )
 
 
-def _plain(value: Any) -> Any:
-    """Nested EasyDict stand-ins and tuples as dicts and lists (JSON-able init arguments)."""
+MAX_NESTING = 32  # the official init arguments nest three levels deep
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
+    """Nested EasyDict stand-ins and tuples as dicts and lists (JSON-able init arguments).
+
+    A pickle can make a container hold itself; the depth limit turns that into our error.
+    """
+    if depth > MAX_NESTING:
+        raise NetworkPickleError(
+            f"recorded init arguments nested more than {MAX_NESTING} levels deep (or cyclic)"
+        )
     if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
+        return {key: _plain(item, depth + 1) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
+        return [_plain(item, depth + 1) for item in value]
     return value
 
 
@@ -283,6 +310,9 @@ def read_network_pickle(path: str | os.PathLike[str]) -> dict[str, Any]:
         AttributeError,
         IndexError,
         KeyError,
+        OverflowError,
+        RecursionError,
+        MemoryError,  # a few bytes can ask for a huge memo or frame
     ) as error:
         raise NetworkPickleError(f"{path}: not a readable pickle (truncated or damaged): {error}") from None
     if isinstance(data, int):  # torch.save's legacy format starts with a pickled magic number

@@ -151,8 +151,12 @@ def load_generator(path: str | os.PathLike[str], device: str | torch.device = "c
     from stylegan2ada.networks import build_module
 
     data = load_snapshot(path)
-    generator = build_module("Generator", data["G_init_kwargs"])
-    generator.load_state_dict(data["G_ema"])
+    try:  # a damaged or hand-edited snapshot: its arguments or weights do not make a generator
+        generator = build_module("Generator", data["G_init_kwargs"])
+        generator.load_state_dict(data["G_ema"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        detail = " ".join(str(error).split())[:300] or type(error).__name__
+        raise SnapshotError(f"{path}: its G_ema cannot be rebuilt ({detail}); the snapshot is damaged.") from None
     return generator.eval().requires_grad_(False).to(device)
 
 

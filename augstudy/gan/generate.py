@@ -455,7 +455,10 @@ def generate_pool(options: GenerateOptions) -> dict[str, int]:
             click.echo(f"[{job.class_name}] all {len(seeds)} images present; skipped.")
             continue
         if loaded is None or loaded[0] != snapshot:
-            loaded = (snapshot, load_generator(snapshot, device=device))
+            try:
+                loaded = (snapshot, load_generator(snapshot, device=device))
+            except SnapshotError as error:  # its meta read, but its networks are damaged
+                raise click.ClickException(str(error)) from error
         click.echo(
             f"[{job.class_name}] generating {len(todo)} images from {snapshot} "
             f"({len(seeds) - len(todo)} already present)."

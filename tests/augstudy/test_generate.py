@@ -332,3 +332,15 @@ def test_a_marked_file_cut_short_since_is_made_again(tmp_path: Path, snapshots: 
     damaged = tmp_path / "normal/seed00001.png"
     damaged.write_bytes(damaged.read_bytes()[:-40])  # the marker chunk survives, the pixels do not
     assert generate_pool(options) == {"generated": 1, "skipped": 1}
+
+
+def test_a_snapshot_with_damaged_weights_gets_our_message(tmp_path: Path, snapshots: dict[str, Path]) -> None:
+    damaged = torch.load(snapshots["scc"], weights_only=True)
+    damaged["G_ema"].pop("synthesis.b4.const")
+    save_snapshot(tmp_path / "damaged.pt", damaged)
+    result = CliRunner().invoke(
+        generate_command, ["--network", str(tmp_path / "damaged.pt"), "--out", str(tmp_path / "pool"), "--seeds", "0"]
+    )
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "damaged.pt: its G_ema cannot be rebuilt" in result.output and "synthesis.b4.const" in result.output
+    assert "Traceback" not in result.output

@@ -76,3 +76,57 @@ def test_dry_run_lists_every_part_and_runs_the_cpu_ones(tmp_path: Path) -> None:
     summary = (tmp_path / "gpu_check.md").read_text()
     assert "dry run" in summary and all(f"| {part.name} |" in summary for part, _ in check.PARTS)
     assert "sec/kimg" in summary and "swd" in summary
+
+
+def test_an_ops_part_cut_off_keeps_the_ops_it_finished(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    check = _module()
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import ops as ops_bench  # bench/ops.py
+
+    cases = ops_bench.op_cases
+
+    def first_case_then_a_hang(shapes: object, device: object) -> list[dict[str, object]]:
+        def cut_off(x: object, impl: str) -> object:
+            raise TimeoutError("the part's budget ran out here")
+
+        first = cases(shapes, device)[0]
+        return [first, {"name": "cut off", "x": first["x"], "op": cut_off, "before": None}]
+
+    monkeypatch.setattr(ops_bench, "op_cases", first_case_then_a_hang)
+    recorder = check.Recorder(tmp_path / "ops.json")
+    with pytest.raises(TimeoutError):
+        check.part_ops(recorder, True, None)
+    rows = json.loads((tmp_path / "ops.json").read_text())["rows"]
+    assert [row["op"] for row in rows] == [cases(check._op_shapes(True), "cpu")[0]["name"]]
+    assert rows[0]["ref_s"] > 0
+
+
+def test_pytest_gpu_counts_outcomes_as_they_come(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    check = _module()
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_fake_gpu.py").write_text(
+        "import pytest\n\n"
+        "@pytest.mark.gpu\ndef test_passes():\n    pass\n\n"
+        "@pytest.mark.gpu\ndef test_fails():\n    assert False\n\n"
+        "def test_not_gpu():\n    pass\n"
+    )
+    monkeypatch.setattr(check, "ROOT", tmp_path)
+    recorder = check.Recorder(tmp_path / "pytest_gpu.json")
+    with pytest.raises(RuntimeError, match="1 failed, 1 passed, 1 deselected"):
+        check.part_pytest_gpu(recorder, False, None)
+    saved = json.loads((tmp_path / "pytest_gpu.json").read_text())
+    assert saved["so_far"] == {"passed": 1, "failed": 1}
+    assert saved["counts"] == {"failed": 1, "passed": 1, "deselected": 1} and saved["exit_code"] == 1
+
+
+def test_the_gpu_training_run_uses_the_timed_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    check = _module()
+    commands: dict[str, list[str]] = {}
+    monkeypatch.setattr(check, "_cli", lambda rec, name, command: commands.__setitem__(name, command))
+    args = check.argparse.Namespace(part_dir=str(tmp_path), data=tmp_path)
+    with pytest.raises(FileNotFoundError):  # no stats.jsonl: the CLI steps were only recorded
+        check.part_train_1kimg(check.Recorder(tmp_path / "train.json"), False, args)
+    train = commands["train_gan"]
+    settings = {flag: train[train.index(flag) + 1] for flag in ("--batch", "--kimg", "--device")}
+    assert settings == {"--batch": str(check.STEP_256["batch"]), "--kimg": "1", "--device": "cuda"}
+    assert commands["prepare"][commands["prepare"].index("--resolution") + 1] == str(check.STEP_256["resolution"])

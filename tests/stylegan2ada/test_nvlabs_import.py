@@ -256,3 +256,134 @@ def test_tensorflow_pickles_are_refused_with_what_to_do(tmp_path: Path) -> None:
         NetworkPickleError, match="refused dnnlib.tflib.network.Network: .*TensorFlow .*legacy.py"
     ):
         read_network_pickle(path)
+
+
+def test_crafted_init_arguments_give_our_error_not_a_traceback(tmp_path: Path) -> None:
+    kwargs = {"z_dim": 4, "c_dim": 0, "w_dim": 4, "img_resolution": 8, "img_channels": 1}
+    cyclic: dict[str, Any] = {}
+    cyclic["self"] = cyclic
+    with _official_globals() as module:
+
+        def networks(g_kwargs: dict[str, Any], g_state: dict[str, Any] | None = None) -> dict[str, Any]:
+            g = _persistent(module, "Generator", {"_init_kwargs": g_kwargs, **(g_state or {})})
+            d = _persistent(
+                module,
+                "Discriminator",
+                {"_init_kwargs": {"c_dim": 0, "img_resolution": 8, "img_channels": 1}},
+            )
+            return {"G": g, "D": d, "G_ema": g}
+
+        cases = {
+            "cyclic": ({"G": _persistent(module, "Generator", {"_init_kwargs": cyclic})}, "nested more than"),
+            "text": (networks({**kwargs, "z_dim": "4"}), "G cannot be built from its recorded arguments"),
+            "resolution": (networks({**kwargs, "img_resolution": 3}), "G cannot be built from its recorded"),
+            "not_a_tensor": (networks(kwargs, {"_parameters": {"w": "abc"}}), "values that are not tensors"),
+            "block_kwargs": (
+                {
+                    **networks(kwargs),
+                    "D": _persistent(
+                        module,
+                        "Discriminator",
+                        {
+                            "_init_kwargs": {
+                                "c_dim": 0,
+                                "img_resolution": 8,
+                                "img_channels": 1,
+                                "block_kwargs": {"freeze_layers": [1]},
+                            }
+                        },
+                    ),
+                },
+                "recorded network arguments are malformed",
+            ),
+            "mapping_list": (
+                networks({**kwargs, "mapping_kwargs": [1]}),
+                "recorded network arguments are malformed",
+            ),
+        }
+        # A module made its own sub-module: its _modules dict is filled after the module is built.
+        modules: dict[str, Any] = {}
+        itself = _persistent(module, "Generator", {"_init_kwargs": kwargs, "_modules": modules})
+        modules["x"] = itself
+        cases["own_submodule"] = (
+            {"_": modules, "G": itself, "D": networks(kwargs)["D"], "G_ema": itself},
+            "nested more than",
+        )
+        cases["parameters_int"] = (networks(kwargs, {"_parameters": 5}), "_parameters is not a dict")
+        cyclic_args: list[Any] = [4, 0, 4, 8, 1, {}]
+        cyclic_args[5]["self"] = cyclic_args
+        cases["cyclic_args"] = (
+            {"G": _persistent(module, "Generator", {"_init_args": cyclic_args})},
+            "nested more than",
+        )
+        paths = {
+            name: (_write(tmp_path / f"{name}.pkl", data), match) for name, (data, match) in cases.items()
+        }
+    for name, (path, match) in paths.items():
+        with pytest.raises(NetworkPickleError, match=f"{name}.pkl: .*{match}"):
+            import_network_pickle(path)
+        with pytest.raises(SnapshotError, match=f"{name}.pkl"):
+            load_generator(path)
+
+
+@needs_fixtures
+def test_a_cyclic_training_set_entry_gives_our_error(tmp_path: Path) -> None:
+    """An official file with one entry added that holds itself: training_set_kwargs = {'self': itself}."""
+
+    def text(value: str) -> bytes:
+        return b"\x8c" + bytes([len(value)]) + value.encode()
+
+    memo = (999_999).to_bytes(4, "little")
+    added = text("training_set_kwargs") + b"}r" + memo + text("self") + b"j" + memo + b"ss"
+    official = (FIXTURES / "nvlabs-rgb32.pkl").read_bytes()
+    assert official.endswith(b".")  # STOP, with the top-level dict on the stack
+    path = tmp_path / "cyclic.pkl"
+    path.write_bytes(official[:-1] + added + b".")
+    with pytest.raises(NetworkPickleError, match="cyclic.pkl: training_set_kwargs nested more than .*cyclic"):
+        import_network_pickle(path)
+    with pytest.raises(SnapshotError, match="cyclic.pkl"):
+        load_generator(path)
+
+
+def test_a_few_bytes_asking_for_huge_memory_give_our_error(tmp_path: Path) -> None:
+    huge_memo = b"\x80\x04}r" + (0xFFFFFFF0).to_bytes(4, "little") + b"."  # LONG_BINPUT at index 2**32 - 16
+    huge_frame = b"\x80\x04\x95" + (2**62).to_bytes(8, "little") + b"}."  # FRAME of 2**62 bytes
+    for name, data in (("memo", huge_memo), ("frame", huge_frame)):
+        path = tmp_path / f"{name}.pkl"
+        path.write_bytes(data)
+        with pytest.raises(NetworkPickleError, match=f"{name}.pkl: not a readable pickle"):
+            read_network_pickle(path)
+
+
+def test_quantized_and_complex_tensors_are_refused(tmp_path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # TypedStorage is what pickled tensors hold
+        storages = {
+            "qint8": torch.quantize_per_tensor(torch.zeros(4), 0.1, 0, torch.qint8).storage(),
+            "complex64": torch.zeros(4, dtype=torch.complex64).storage(),
+        }
+    with _official_globals() as module:
+        paths = {
+            name: _write(
+                tmp_path / f"{name}.pkl",
+                {
+                    "G": _persistent(
+                        module,
+                        "Generator",
+                        {
+                            "_buffers": {
+                                "w": _Reduced(
+                                    torch._utils._rebuild_tensor_v2, (storage, 0, (2,), (1,), False, {})
+                                )
+                            }
+                        },
+                    )
+                },
+            )
+            for name, storage in storages.items()
+        }
+    for name, path in paths.items():
+        with pytest.raises(
+            NetworkPickleError, match=f"{name}.pkl: cannot read its tensors: a tensor of dtype torch.{name}"
+        ):
+            read_network_pickle(path)

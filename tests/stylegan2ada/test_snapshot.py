@@ -59,6 +59,17 @@ def test_roundtrip_with_weights_only_and_meta(tmp_path: Path) -> None:
         assert torch.equal(generator(z, c, noise_mode="const"), G_ema.eval()(z, c, noise_mode="const"))
 
 
+def test_a_damaged_snapshot_is_refused_in_our_words(tmp_path: Path) -> None:
+    snapshot, _ = _tiny_snapshot()
+    bad_size = {**snapshot, "G_init_kwargs": {**snapshot["G_init_kwargs"], "img_resolution": 3}}
+    missing = {**snapshot, "G_ema": dict(list(snapshot["G_ema"].items())[1:])}
+    no_kwargs = {key: value for key, value in snapshot.items() if key != "G_init_kwargs"}
+    for name, damaged in (("size", bad_size), ("missing", missing), ("no_kwargs", no_kwargs)):
+        path = save_snapshot(tmp_path / f"{name}.pt", damaged)
+        with pytest.raises(SnapshotError, match=f"{name}.pt: its G_ema cannot be rebuilt .*damaged"):
+            load_generator(path)
+
+
 class _Payload:
     def __reduce__(self) -> tuple:
         return (print, ("code ran",))
