@@ -73,8 +73,8 @@ def _check_writable(folder: Path, flag: str, given: Path) -> None:
         raise OutputError(f"{flag} {given}: {existing} exists and is not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".augstudy-write-test-"):
-            pass
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".augstudy-write-test-") as probe:
+            probe.write(b"0")  # creating and writing a file proves the folder is writable; it is deleted on close
     except OSError as error:
         reason = error.strerror or str(error)
         raise OutputError(f"{flag} {given}: cannot write to {folder} ({reason})") from None

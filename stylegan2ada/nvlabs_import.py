@@ -93,14 +93,20 @@ def _take(
     return taken
 
 
-def generator_kwargs(official: dict[str, Any], where: str = "G") -> dict[str, Any]:
-    """Our Generator's init_kwargs for the official Generator's constructor arguments."""
-    missing = [key for key in _G_ARGS[:5] if key not in official]
+def _check_arguments(official: dict[str, Any], known: tuple[str, ...], required: int, kind: str,
+                     where: str) -> None:
+    """The recorded constructor arguments hold the first `required` of `known` and nothing else."""
+    missing = [key for key in known[:required] if key not in official]
     if missing:
         raise NetworkPickleError(f"{where}: its recorded arguments lack {', '.join(missing)}")
-    unknown = set(official) - set(_G_ARGS)
+    unknown = set(official) - set(known)
     if unknown:
-        raise NetworkPickleError(f"{where}: unknown Generator arguments {', '.join(sorted(unknown))}")
+        raise NetworkPickleError(f"{where}: unknown {kind} arguments {', '.join(sorted(unknown))}")
+
+
+def generator_kwargs(official: dict[str, Any], where: str = "G") -> dict[str, Any]:
+    """Our Generator's init_kwargs for the official Generator's constructor arguments."""
+    _check_arguments(official, _G_ARGS, 5, "Generator", where)
     return {
         **{key: official[key] for key in _G_ARGS[:5]},
         "mapping_kwargs": _take(official.get("mapping_kwargs"), _MAPPING_KEYS, {}, f"{where} mapping_kwargs"),
@@ -112,12 +118,7 @@ def generator_kwargs(official: dict[str, Any], where: str = "G") -> dict[str, An
 
 def discriminator_kwargs(official: dict[str, Any], where: str = "D") -> dict[str, Any]:
     """Our Discriminator's init_kwargs for the official Discriminator's constructor arguments."""
-    missing = [key for key in _D_ARGS[:3] if key not in official]
-    if missing:
-        raise NetworkPickleError(f"{where}: its recorded arguments lack {', '.join(missing)}")
-    unknown = set(official) - set(_D_ARGS)
-    if unknown:
-        raise NetworkPickleError(f"{where}: unknown Discriminator arguments {', '.join(sorted(unknown))}")
+    _check_arguments(official, _D_ARGS, 3, "Discriminator", where)
     block = dict(official.get("block_kwargs") or {})
     freeze_layers = int(block.pop("freeze_layers", 0))
     _take(block, set(), _FIXED_D_BLOCK, f"{where} block_kwargs")

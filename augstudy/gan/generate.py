@@ -238,7 +238,7 @@ def _marked_made(path: Path, marker: str) -> bool:
 
 
 def remove_stale_temporaries(pool: Path, class_names: Sequence[str]) -> int:
-    """Delete the temp files (`.NAME.XXXX.tmp`) a killed run left in the pool and its class folders."""
+    """Delete the temp files (`.NAME.<random>.tmp`) a killed run left in the pool and its class folders."""
     removed = 0
     for folder in [pool, *(pool / name for name in class_names)]:
         if not folder.is_dir():
