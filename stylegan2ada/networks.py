@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from stylegan2ada.configs import _resolve
+from stylegan2ada.network_limits import check_network_arguments
 from stylegan2ada.ops.bias_act import ACTIVATIONS, bias_act
 from stylegan2ada.ops.conv2d_resample import conv2d_resample
 from stylegan2ada.ops.modulated_conv2d import modulated_conv2d
@@ -757,12 +758,14 @@ _MODULE_CLASSES: dict[str, type[nn.Module]] = {"Generator": Generator, "Discrimi
 def build_module(class_name: str, init_kwargs: dict[str, Any]) -> nn.Module:
     """Rebuild a `Generator` or `Discriminator` from its ``init_kwargs`` (e.g. from a snapshot).
 
-    Only these two class names are accepted, so a snapshot can never name arbitrary code to run.
+    Only these two class names are accepted, so a snapshot can never name arbitrary code to run, and
+    the arguments are range-checked (network_limits) before anything is allocated.
     """
     if class_name not in _MODULE_CLASSES:
         raise ValueError(f"cannot build {class_name!r}: only {', '.join(_MODULE_CLASSES)} are allowed")
     if not isinstance(init_kwargs, dict):
         raise TypeError(f"init_kwargs of {class_name} must be a dict, not {type(init_kwargs).__name__}")
+    check_network_arguments(class_name, init_kwargs)
     return _MODULE_CLASSES[class_name](**copy.deepcopy(init_kwargs))
 
 

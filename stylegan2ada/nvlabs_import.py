@@ -16,8 +16,9 @@ from typing import Any
 
 import torch
 
+from stylegan2ada.network_limits import state_mismatch
 from stylegan2ada.networks import build_module
-from stylegan2ada.nvlabs_pickle import MAX_NESTING, NetworkPickleError, PersistentObject, read_network_pickle
+from stylegan2ada.nvlabs_pickle import NetworkFile, NetworkPickleError, PersistentObject, read_network_pickle
 
 # Positional order of the official constructors, for files whose networks were built with init_args.
 _G_ARGS = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs", "synthesis_kwargs")
@@ -133,16 +134,19 @@ def discriminator_kwargs(official: dict[str, Any], where: str = "D") -> dict[str
     return kwargs
 
 
-def _network(data: dict[str, Any], name: str, class_name: str, path: Path) -> PersistentObject:
-    obj = data.get(name)
-    if not isinstance(obj, PersistentObject) or obj.class_name != class_name:
-        found = "nothing" if obj is None else getattr(obj, "class_name", type(obj).__name__)
+def _network(data: NetworkFile, name: str, class_name: str, path: Path) -> PersistentObject:
+    obj = data.networks.get(name)
+    if obj is None or obj.class_name != class_name:
+        found = data.entries.get(name, "nothing") if obj is None else obj.class_name
         raise NetworkPickleError(f"{path}: its {name!r} entry is {found}, not an official {class_name}.")
     return obj
 
 
 def _build(class_name: str, kwargs: dict[str, Any], path: Path, name: str) -> torch.nn.Module:
-    """Our network for recorded arguments; arguments no network can be built from are the file's fault."""
+    """Our network for recorded arguments; arguments no network can be built from are the file's fault.
+
+    build_module range-checks the arguments and bounds the parameter count before allocating.
+    """
     try:
         return build_module(class_name, kwargs)
     except (TypeError, ValueError, RuntimeError, OverflowError, AssertionError, MemoryError) as error:
@@ -151,32 +155,14 @@ def _build(class_name: str, kwargs: dict[str, Any], path: Path, name: str) -> to
         ) from None
 
 
-def _tensors(obj: PersistentObject, path: Path, name: str) -> dict[str, Any]:
-    try:
-        return obj.state_dict()
-    except NetworkPickleError as error:
-        raise NetworkPickleError(f"{path}: its {name}: {error}.") from None
-
-
 def _load(module: torch.nn.Module, obj: PersistentObject, path: Path, name: str) -> torch.nn.Module:
-    tensors = _tensors(obj, path, name)
-    not_tensors = sorted(key for key, value in tensors.items() if not isinstance(value, torch.Tensor))
-    if not_tensors:
-        raise NetworkPickleError(
-            f"{path}: its {name} holds values that are not tensors ({', '.join(not_tensors[:5])})."
-        )
+    """The file's tensors into `module`, once their names and shapes match it (checked first)."""
+    tensors = obj.state_dict()
     expected = module.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    wrong = sorted(key for key in set(expected) & set(tensors) if tensors[key].shape != expected[key].shape)
-    if missing or unexpected or wrong:
-        shown = "; ".join(
-            f"{label}: {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
-            for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape differs", wrong))
-            if keys
-        )
+    mismatch = state_mismatch(expected, tensors)
+    if mismatch:
         raise NetworkPickleError(
-            f"{path}: its {name} does not match the network its arguments describe ({shown})."
+            f"{path}: its {name} does not match the network its arguments describe ({mismatch})."
         )
     module.load_state_dict({key: value.to(expected[key].dtype) for key, value in tensors.items()})
     return module
@@ -204,25 +190,20 @@ def import_network_pickle(path: str | os.PathLike[str]) -> ImportedNetworks:
         G = _load(_build("Generator", g_kwargs, path, "G"), g_obj, path, "G")
         D = _load(_build("Discriminator", d_kwargs, path, "D"), d_obj, path, "D")
         G_ema = _load(_build("Generator", ema_kwargs, path, "G_ema"), ema_obj, path, "G_ema")
-    pipe = data.get("augment_pipe")
+    pipe = data.networks.get("augment_pipe")
     augment_p = None
-    pipe_tensors = _tensors(pipe, path, "augment_pipe") if isinstance(pipe, PersistentObject) else {}
+    pipe_tensors = pipe.state_dict() if pipe is not None and pipe.class_name == "AugmentPipe" else {}
     if "p" in pipe_tensors:
         p = pipe_tensors["p"]
-        if not isinstance(p, torch.Tensor) or p.numel() != 1:
-            raise NetworkPickleError(f"{path}: its augment_pipe p is not a single number.")
+        if p.numel() != 1 or not (p.is_floating_point() and torch.isfinite(p).all()):
+            raise NetworkPickleError(f"{path}: its augment_pipe p is not a single finite number.")
         augment_p = float(p)
-    training_set = data.get("training_set_kwargs")
-    try:
-        training_set = _jsonable(dict(training_set)) if isinstance(training_set, dict) else None
-    except NetworkPickleError as error:
-        raise NetworkPickleError(f"{path}: {error}.") from None
     return ImportedNetworks(
         G=G.eval().requires_grad_(False),
         D=D.eval().requires_grad_(False),
         G_ema=G_ema.eval().requires_grad_(False),
         augment_p=augment_p,
-        training_set_kwargs=training_set,
+        training_set_kwargs=data.training_set_kwargs,
         source=path,
     )
 
@@ -245,7 +226,7 @@ def imported_snapshot(imported: ImportedNetworks, source_sha256: str) -> dict[st
                 "imported_from": str(imported.source.resolve()),
                 "imported_sha256": source_sha256,
                 "augment_p": imported.augment_p,
-                "training_set_kwargs": _jsonable(imported.training_set_kwargs),
+                "training_set_kwargs": imported.training_set_kwargs,
             },
             "torch_version": str(torch.__version__),
             "device": "cpu",
@@ -254,15 +235,3 @@ def imported_snapshot(imported: ImportedNetworks, source_sha256: str) -> dict[st
         "state": None,
     }
 
-
-def _jsonable(value: Any, depth: int = 0) -> Any:
-    """Plain JSON data; a pickle can make a container hold itself, which the depth limit refuses."""
-    if depth > MAX_NESTING:
-        raise NetworkPickleError(
-            f"training_set_kwargs nested more than {MAX_NESTING} levels deep (or cyclic)"
-        )
-    if isinstance(value, dict):
-        return {str(key): _jsonable(item, depth + 1) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(item, depth + 1) for item in value]
-    return value if value is None or isinstance(value, (str, int, float, bool)) else repr(value)

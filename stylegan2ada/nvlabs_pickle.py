@@ -7,30 +7,52 @@ source of its module, the class name and the object's ``__dict__`` (parameters, 
 sub-modules, and the recorded ``_init_args``/``_init_kwargs``). The official loader executes that
 source; a file written by anyone can therefore run anything on load.
 
-`read_network_pickle` unpickles with a fixed allow-list instead: persistent objects become inert
-`PersistentObject` records (their source is never imported or executed), tensor storages are read
-with ``torch.load(weights_only=True)``, and every other global the file names is refused, naming it.
+`read_network_pickle` reads the file in an isolated child process with hard limits
+(stylegan2ada.isolation), through `stylegan2ada.bounded_pickle` with a fixed allow-list:
+persistent objects become inert records (their source is never imported or executed), tensor
+storages are decoded by `stylegan2ada.torch_format` (no torch in the child), numpy scalars by a
+checked dtype record, and every other global is refused, naming it. Records are checked only once the
+whole file is read (so no later opcode can change them) and come back as plain data: recorded
+arguments as JSON, tensors by dotted name.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import io
 import os
-import pickle
+import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
-import torch
+
+from stylegan2ada.bounded_pickle import (
+    MAX_NESTING,
+    BoundedUnpickler,
+    Budget,
+    PlainDict,
+    UntrustedDataError,
+    build_state_dict_metadata,
+    checked_frozenset,
+    checked_set,
+    empty_dict,
+    to_plain,
+)
+from stylegan2ada.torch_format import (
+    TENSOR_GLOBALS,
+    TensorFormatError,
+    TensorRecord,
+    read_legacy_storage,
+    refuse_torch_global,
+)
 
 PERSISTENT_GLOBAL = ("torch_utils.persistence", "_reconstruct_persistent_obj")
 # Plain-dict stand-ins for the official code's attribute dict (dnnlib.EasyDict).
 _EASYDICT_GLOBALS = {("dnnlib.util", "EasyDict"), ("dnnlib", "EasyDict")}
 _NUMPY_SCALAR_GLOBALS = {("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar")}
-_PLAIN_DTYPES = frozenset({torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64})
-_NUMPY_DTYPE_KINDS = "biufc"  # bool, integers, floats, complex: numbers only
+_NUMPY_DTYPE = re.compile(r"^[<>|=]?[biuf][1248]$")  # numbers only: bool, integers, floats
+NETWORK_ENTRIES = ("G", "D", "G_ema", "augment_pipe")
 # The persistent classes of the official training/networks.py and training/augment.py.
 NETWORK_CLASSES = frozenset(
     {
@@ -55,11 +77,13 @@ class NetworkPickleError(ValueError):
     """A file is not a network pickle this module can read; the message names the file and why."""
 
 
-@dataclasses.dataclass
+# -- parent side: what a read returns -------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
 class PersistentObject:
-    """One official network object, as data: its class name, recorded arguments and ``__dict__``.
+    """One official network object, as data: its class name, recorded arguments and tensors.
 
-    `source_chars` is the length of the module source the file carries (kept only as a fact
+    `tensors` holds the parameters and buffers of the object and its sub-modules under their dotted
+    names; `source_chars` is the length of the module source the file carries (kept only as a fact
     about the file; the source itself is dropped unread).
     """
 
@@ -67,216 +91,42 @@ class PersistentObject:
     version: int
     init_args: tuple[Any, ...]
     init_kwargs: dict[str, Any]
-    state: dict[str, Any]
+    tensors: dict[str, Any]
     source_chars: int
 
-    def state_dict(self, prefix: str = "") -> dict[str, torch.Tensor]:
-        """Parameters and buffers of this object and its sub-modules under their dotted names.
-
-        The state dicts stay mutable while the file loads, so a pickle can make a module its own
-        sub-module; the depth limit turns that into our error.
-        """
-        if prefix.count(".") > MAX_NESTING:
-            raise NetworkPickleError(f"sub-modules nested more than {MAX_NESTING} levels deep (or cyclic)")
-        groups = {group: self.state.get(group) or {} for group in ("_parameters", "_buffers", "_modules")}
-        malformed = [group for group, entries in groups.items() if not isinstance(entries, dict)]
-        if malformed:
-            raise NetworkPickleError(
-                f"{self.class_name} {prefix or 'object'}: its {malformed[0]} is not a dict"
-            )
-        tensors: dict[str, torch.Tensor] = {}
-        for group in ("_parameters", "_buffers"):
-            for name, value in groups[group].items():
-                if value is not None:
-                    tensors[prefix + name] = value.detach() if isinstance(value, torch.Tensor) else value
-        for name, child in groups["_modules"].items():
-            if isinstance(child, PersistentObject):
-                tensors.update(child.state_dict(f"{prefix}{name}."))
-            elif child is not None:
-                raise NetworkPickleError(
-                    f"sub-module {prefix}{name} is a {type(child).__name__}, not a network object"
-                )
-        return tensors
+    def state_dict(self) -> dict[str, Any]:
+        return dict(self.tensors)
 
 
-class _PlainDict(dict):  # type: ignore[type-arg]
-    """What an EasyDict becomes: a dict (pickle may set attributes on it through BUILD)."""
+@dataclasses.dataclass(frozen=True)
+class NetworkFile:
+    """The top level of an official pickle: its networks, what every entry is, its training set."""
 
-    def __setstate__(self, state: Any) -> None:
-        if state:
-            self.update(state)
-
-
-class _TensorFormatError(NetworkPickleError):
-    """Tensors stored in a way the importer does not know (reported as such, not as a damaged file)."""
+    networks: dict[str, PersistentObject]
+    entries: dict[str, str]  # entry name -> class name (networks) or Python type name (anything else)
+    training_set_kwargs: dict[str, Any] | None
 
 
-def _load_storage(data: bytes) -> Any:
-    """A tensor storage the official pickle wrote as nested ``torch.save`` bytes; weights only."""
-    if not isinstance(data, (bytes, bytearray)):
-        raise _TensorFormatError(
-            f"a tensor storage is stored as {type(data).__name__}, not as torch-saved bytes"
-        )
-    try:
-        return torch.load(io.BytesIO(bytes(data)), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
-        raise _TensorFormatError(f"a tensor storage could not be read as weights only ({error})") from error
+def read_network_pickle(path: str | os.PathLike[str]) -> NetworkFile:
+    """The networks of an official network pickle, read in an isolated child process with hard limits."""
+    from stylegan2ada.isolation import read_isolated
 
-
-def _rebuild_tensor(
-    storage: Any,
-    offset: int,
-    size: Any,
-    stride: Any,
-    requires_grad: bool = False,
-    backward_hooks: Any = None,
-    metadata: Any = None,
-) -> torch.Tensor:
-    del requires_grad, backward_hooks, metadata  # gradients and hooks are training-time state
-    if not isinstance(storage, (torch.TypedStorage, torch.UntypedStorage)):
-        raise _TensorFormatError(f"a tensor refers to a {type(storage).__name__}, not a tensor storage")
-    dtype = storage.dtype if isinstance(storage, torch.TypedStorage) else torch.uint8
-    if not (dtype.is_floating_point or dtype in _PLAIN_DTYPES):  # quantized or complex: no network holds them
-        raise _TensorFormatError(
-            f"a tensor of dtype {dtype} (networks hold real floating-point or integer tensors)"
-        )
-    untyped = storage._untyped_storage if isinstance(storage, torch.TypedStorage) else storage
-    _check_bounds(untyped.nbytes(), dtype, offset, size, stride)
-    return torch.empty(0, dtype=dtype).set_(untyped, int(offset), tuple(size), tuple(stride))
-
-
-def _check_bounds(nbytes: int, dtype: torch.dtype, offset: Any, size: Any, stride: Any) -> None:
-    """Refuse a tensor view reaching outside its storage (torch's set_ does not check this)."""
-    numbers = (
-        [offset, *size, *stride]
-        if isinstance(size, (tuple, list)) and isinstance(stride, (tuple, list))
-        else []
-    )
-    if not numbers or len(size) != len(stride) or not all(isinstance(n, int) and n >= 0 for n in numbers):
-        raise _TensorFormatError("a tensor with a malformed offset, size or stride")
-    last = offset + sum((n - 1) * step for n, step in zip(size, stride)) if all(size) else offset - 1
-    needed = (last + 1) * torch.empty(0, dtype=dtype).element_size()
-    if needed > nbytes:
-        raise _TensorFormatError(
-            f"a tensor does not fit its storage ({needed} bytes needed, {nbytes} stored)"
-        )
-
-
-def _rebuild_parameter(
-    data: torch.Tensor, requires_grad: bool = False, backward_hooks: Any = None
-) -> torch.Tensor:
-    del requires_grad, backward_hooks
-    if not isinstance(data, torch.Tensor):
-        raise _TensorFormatError(f"a parameter holds a {type(data).__name__}, not a tensor")
-    return data
-
-
-def _numpy_dtype(*args: Any) -> np.dtype[Any]:
-    dtype = np.dtype(*args)
-    if dtype.kind not in _NUMPY_DTYPE_KINDS:
-        raise NetworkPickleError(f"a numpy value of dtype {dtype} (only numeric numpy values are accepted)")
-    return dtype
-
-
-def _numpy_scalar(dtype: np.dtype[Any], data: bytes | None = None) -> Any:
-    if not isinstance(dtype, np.dtype) or dtype.kind not in _NUMPY_DTYPE_KINDS or not isinstance(data, bytes):
-        raise NetworkPickleError("a numpy scalar that is not a plain number")
-    return np.frombuffer(data, dtype=dtype, count=1)[0].item()
-
-
-def _persistent_object(meta: Any) -> PersistentObject:
-    """The record of an official persistent object; its module source is dropped unread."""
-    if (
-        not isinstance(meta, dict)
-        or meta.get("type") != "class"
-        or not isinstance(meta.get("class_name"), str)
-    ):
-        raise NetworkPickleError("a persistent object without the expected meta (type 'class', class_name)")
-    if meta["class_name"] not in NETWORK_CLASSES:
+    path = Path(path)
+    if not path.is_file():
+        raise NetworkPickleError(f"{path}: no such file.")
+    if not looks_like_pickle(path):
         raise NetworkPickleError(
-            f"refused a persistent object of class {meta['class_name']!r}: official network pickles hold only "
-            f"{', '.join(sorted(NETWORK_CLASSES))} (its embedded source was not run)"
+            f"{path}: not a pickle (no pickle protocol header), so not an NVlabs network pickle."
         )
-    state = dict(meta.get("state") or {})
-    init_args = state.get("_init_args", ())
-    init_kwargs = state.get("_init_kwargs", {})
-    if not isinstance(init_args, (tuple, list)) or not isinstance(init_kwargs, dict):
-        raise NetworkPickleError(
-            f"{meta['class_name']}: its recorded init arguments are not a tuple and a dict"
-        )
-    source = meta.get("module_src")
-    return PersistentObject(
-        class_name=meta["class_name"],
-        version=int(meta.get("version", 0)),
-        init_args=tuple(_plain(list(init_args))),
-        init_kwargs=_plain(init_kwargs),
-        state=state,
-        source_chars=len(source) if isinstance(source, str) else 0,
-    )
-
-
-MAX_NESTING = 32  # the official init arguments nest three levels deep
-
-
-def _plain(value: Any, depth: int = 0) -> Any:
-    """Nested EasyDict stand-ins and tuples as dicts and lists (JSON-able init arguments).
-
-    A pickle can make a container hold itself; the depth limit turns that into our error.
-    """
-    if depth > MAX_NESTING:
-        raise NetworkPickleError(
-            f"recorded init arguments nested more than {MAX_NESTING} levels deep (or cyclic)"
-        )
-    if isinstance(value, dict):
-        return {key: _plain(item, depth + 1) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item, depth + 1) for item in value]
-    return value
-
-
-_ALLOWED: dict[tuple[str, str], Any] = {
-    PERSISTENT_GLOBAL: _persistent_object,
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("builtins", "set"): set,
-    ("builtins", "frozenset"): frozenset,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("torch.storage", "_load_from_bytes"): _load_storage,
-    ("numpy", "dtype"): _numpy_dtype,
-    **{key: _numpy_scalar for key in _NUMPY_SCALAR_GLOBALS},
-    **{key: _PlainDict for key in _EASYDICT_GLOBALS},
-}
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only the globals in `_ALLOWED`, each to this module's own inert implementation."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return _ALLOWED[(module, name)]
-        except KeyError:
-            if module == "torch" or module.startswith("torch."):
-                raise _TensorFormatError(
-                    f"tensors are stored through {module}.{name}, a way this importer does not know "
-                    f"(it reads tensors pickled by torch's own Tensor/Parameter/storage reducers)"
-                ) from None
-            hint = (
-                "; this is a TensorFlow StyleGAN/StyleGAN2 pickle, which only TensorFlow code can read: convert "
-                "it to a PyTorch pickle with the official stylegan2-ada-pytorch legacy.py (which runs its code; "
-                "do that only for files you trust) and import the result"
-                if module.startswith("dnnlib.tflib")
-                else ""
-            )
-            raise NetworkPickleError(
-                f"refused {module}.{name}: an official network pickle holds only persistent network "
-                f"objects, tensors, numbers and plain containers, so this global is not loaded{hint}"
-            ) from None
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise _TensorFormatError(
-            "it refers to external objects by persistent id (a torch.save file or another pickler's format)"
-        )
+    result = read_isolated("nvlabs", [path])[0]
+    if result.error is not None:
+        raise NetworkPickleError(f"{path}: {result.error}.")
+    tree = result.tree
+    networks = {
+        name: PersistentObject(**{**fields, "init_args": tuple(fields["init_args"])})
+        for name, fields in tree["networks"].items()
+    }
+    return NetworkFile(networks, tree["entries"], tree["training_set_kwargs"])
 
 
 def looks_like_pickle(path: str | os.PathLike[str]) -> bool:
@@ -286,41 +136,177 @@ def looks_like_pickle(path: str | os.PathLike[str]) -> bool:
     return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
 
 
-def read_network_pickle(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The top-level dict of an official network pickle, networks as `PersistentObject` records."""
-    path = Path(path)
-    if not path.is_file():
-        raise NetworkPickleError(f"{path}: no such file.")
-    if not looks_like_pickle(path):
-        raise NetworkPickleError(
-            f"{path}: not a pickle (no pickle protocol header), so not an NVlabs network pickle."
+# -- child side: the restricted unpickler and what it hands back ---------------------------------
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Record:
+    """A persistent object as found; its meta is read only after the whole file is (see `_network`)."""
+
+    class_name: str
+    meta: dict[str, Any]
+
+
+def _persistent_object(meta: Any) -> _Record:
+    """The record of an official persistent object; its module source is dropped unread."""
+    if type(meta) is not dict or meta.get("type") != "class" or type(meta.get("class_name")) is not str:
+        raise UntrustedDataError("a persistent object without the expected meta (type 'class', class_name)")
+    if meta["class_name"] not in NETWORK_CLASSES:
+        raise UntrustedDataError(
+            f"refused a persistent object of class {meta['class_name']!r}: official network pickles hold only "
+            f"{', '.join(sorted(NETWORK_CLASSES))} (its embedded source was not run)"
         )
-    try:
-        with open(path, "rb") as handle:
-            data = _RestrictedUnpickler(handle).load()
-    except _TensorFormatError as error:
-        raise NetworkPickleError(f"{path}: cannot read its tensors: {error}.") from None
-    except NetworkPickleError as error:
-        raise NetworkPickleError(f"{path}: {error}.") from None
-    except (
-        pickle.UnpicklingError,
-        EOFError,
-        ValueError,
-        TypeError,
-        AttributeError,
-        IndexError,
-        KeyError,
-        OverflowError,
-        RecursionError,
-        MemoryError,  # a few bytes can ask for a huge memo or frame
-    ) as error:
-        raise NetworkPickleError(f"{path}: not a readable pickle (truncated or damaged): {error}") from None
-    if isinstance(data, int):  # torch.save's legacy format starts with a pickled magic number
-        raise NetworkPickleError(
-            f"{path}: a torch.save file in the legacy (non-zip) format, not a network pickle."
+    return _Record(meta["class_name"], meta)
+
+
+class _DtypeRecord:
+    """``numpy.dtype(spec)``: a number type, complete after exactly one BUILD, then fixed."""
+
+    def __init__(self, spec: Any, align: Any = False, copy: Any = True) -> None:
+        del align, copy
+        if type(spec) is not str or not _NUMPY_DTYPE.match(spec):
+            raise UntrustedDataError(f"a numpy value of dtype {spec!r} (only numeric numpy values are accepted)")
+        self.spec, self.dtype = spec, None
+
+    def build(self, state: Any) -> None:
+        if self.dtype is not None:
+            raise UntrustedDataError("a numpy dtype changed after it was built")
+        order = state[1] if type(state) is tuple and len(state) == 8 and state[0] == 3 else None
+        if order not in ("<", ">", "|", "=") or state[2:] != (None, None, None, -1, -1, 0):
+            raise UntrustedDataError("a numpy dtype with a state that is not a plain number type's")
+        self.dtype = np.dtype(self.spec).newbyteorder(order if order != "|" else "=")
+
+
+def _numpy_scalar(dtype: Any, data: Any = None) -> Any:
+    if type(dtype) is not _DtypeRecord or dtype.dtype is None or type(data) is not bytes:
+        raise UntrustedDataError("a numpy scalar that is not a plain number")
+    if len(data) != dtype.dtype.itemsize:
+        raise UntrustedDataError(f"a numpy scalar of {len(data)} bytes for a {dtype.dtype.itemsize}-byte type")
+    return np.frombuffer(data, dtype=dtype.dtype, count=1)[0].item()
+
+
+class _NetworkUnpickler(BoundedUnpickler):
+    """Resolves only the globals of official network pickles, each to an inert implementation."""
+
+    ALLOWED: ClassVar[dict[tuple[str, str], Any]] = {
+        PERSISTENT_GLOBAL: _persistent_object,
+        ("collections", "OrderedDict"): empty_dict,
+        ("builtins", "set"): checked_set,
+        ("builtins", "frozenset"): checked_frozenset,
+        **TENSOR_GLOBALS,
+        ("torch.storage", "_load_from_bytes"): read_legacy_storage,
+        ("numpy", "dtype"): _DtypeRecord,
+        **{key: _numpy_scalar for key in _NUMPY_SCALAR_GLOBALS},
+        **{key: PlainDict for key in _EASYDICT_GLOBALS},
+    }
+    NEWOBJ_CLASSES = (PlainDict,)
+
+    def refuse_global(self, module: str, name: str) -> Exception:
+        if module == "torch" or module.startswith("torch."):
+            return refuse_torch_global(module, name)
+        hint = (
+            "; this is a TensorFlow StyleGAN/StyleGAN2 pickle, which only TensorFlow code can read: convert "
+            "it to a PyTorch pickle with the official stylegan2-ada-pytorch legacy.py (which runs its code; "
+            "do that only for files you trust) and import the result"
+            if module.startswith("dnnlib.tflib")
+            else ""
         )
-    if not isinstance(data, dict):
-        raise NetworkPickleError(
-            f"{path}: holds a {type(data).__name__}, not the dict of networks (G, D, G_ema, ...) an NVlabs pickle holds."
+        return UntrustedDataError(
+            f"refused {module}.{name}: an official network pickle holds only persistent network "
+            f"objects, tensors, numbers and plain containers, so this global is not loaded{hint}"
         )
-    return data
+
+    def build(self, obj: Any, state: Any) -> None:
+        if type(obj) is _DtypeRecord:
+            obj.build(state)
+        elif type(obj) is _Record:
+            raise UntrustedDataError(f"a {obj.class_name} changed by a BUILD opcode after its record was read")
+        elif not build_state_dict_metadata(obj, state):
+            super().build(obj, state)
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise TensorFormatError(
+            "it refers to external objects by persistent id (a torch.save file or another pickler's format)"
+        )
+
+
+def _tensor_leaf(emit: Callable[[TensorRecord], Any]) -> Callable[[Any], Any]:
+    def leaf(value: Any) -> Any:
+        if type(value) is not TensorRecord:
+            raise UntrustedDataError(f"holds a {type(value).__name__} where a tensor was expected")
+        return emit(value)
+
+    return leaf
+
+
+def _network(record: _Record, budget: Budget, emit: Callable[[TensorRecord], Any]) -> dict[str, Any]:
+    """A top-level record as plain data: recorded arguments, and every tensor of its sub-modules."""
+    state = record.meta.get("state") or {}
+    if type(state) is not dict:
+        raise UntrustedDataError(f"{record.class_name}: its state is not a dict")
+    init_args, init_kwargs = state.get("_init_args", ()), state.get("_init_kwargs", {})
+    if type(init_args) not in (tuple, list) or type(init_kwargs) not in (dict, PlainDict):
+        raise UntrustedDataError(f"{record.class_name}: its recorded init arguments are not a tuple and a dict")
+    version, source = record.meta.get("version", 0), record.meta.get("module_src")
+    what = f"{record.class_name} recorded init arguments"
+    tensors: dict[str, Any] = {}
+    _collect(record, "", tensors, budget, _tensor_leaf(emit))
+    return {
+        "class_name": record.class_name,
+        "version": version if type(version) is int and 0 <= version < 1 << 31 else -1,
+        "init_args": to_plain(list(init_args), budget, what=what),
+        "init_kwargs": to_plain(init_kwargs, budget, what=what),
+        "tensors": tensors,
+        "source_chars": len(source) if type(source) is str else 0,
+    }
+
+
+def _collect(record: _Record, prefix: str, tensors: dict[str, Any], budget: Budget,
+             leaf: Callable[[Any], Any]) -> None:
+    """Parameters and buffers of `record` and its sub-modules under dotted names (depth-limited)."""
+    if prefix.count(".") > MAX_NESTING:
+        raise UntrustedDataError(f"sub-modules nested more than {MAX_NESTING} levels deep (or cyclic)")
+    state = record.meta.get("state") or {}
+    groups = {group: state.get(group) or {} for group in ("_parameters", "_buffers", "_modules")}
+    for group, entries in groups.items():
+        if type(entries) not in (dict, PlainDict):
+            raise UntrustedDataError(f"{record.class_name} {prefix or 'object'}: its {group} is not a dict")
+        budget.spend(1 + len(entries))
+        for name in entries:
+            if type(name) is not str or not name or "." in name:
+                raise UntrustedDataError(f"{record.class_name} {prefix or 'object'}: a {group} entry named "
+                                         f"{name!r:.40} (names are non-empty strings without dots)")
+    for group in ("_parameters", "_buffers"):
+        for name, value in groups[group].items():
+            if value is not None:
+                try:
+                    tensors[prefix + name] = leaf(value)
+                except UntrustedDataError as error:
+                    raise UntrustedDataError(f"{prefix}{name} {error}") from None
+    for name, child in groups["_modules"].items():
+        if type(child) is _Record:
+            _collect(child, f"{prefix}{name}.", tensors, budget, leaf)
+        elif child is not None:
+            raise UntrustedDataError(f"sub-module {prefix}{name} is a {type(child).__name__}, not a network object")
+
+
+def parse_network_pickle(path: Path, emit: Callable[[TensorRecord], Any]) -> dict[str, Any]:
+    """Child side: the file as plain data; `emit` hands each tensor on and returns its reference."""
+    with open(path, "rb") as handle:
+        data = _NetworkUnpickler(handle).load()
+    if type(data) is int:  # torch.save's legacy format starts with a pickled magic number
+        raise UntrustedDataError("a torch.save file in the legacy (non-zip) format, not a network pickle")
+    if type(data) is not dict:
+        raise UntrustedDataError(
+            f"holds a {type(data).__name__}, not the dict of networks (G, D, G_ema, ...) an NVlabs pickle holds"
+        )
+    budget = Budget()
+    networks = {name: _network(data[name], budget, emit)
+                for name in NETWORK_ENTRIES if type(data.get(name)) is _Record}
+    entries = {str(name)[:100]: value.class_name if type(value) is _Record else type(value).__name__
+               for name, value in list(data.items())[:1000]}
+    training_set = data.get("training_set_kwargs")
+    return {
+        "networks": networks,
+        "entries": entries,
+        "training_set_kwargs": to_plain(training_set, budget, what="training_set_kwargs")
+        if type(training_set) in (dict, PlainDict) else None,
+    }

@@ -17,6 +17,11 @@ pure function of the seed and the minibatch counter, see `stylegan2ada.dataset.I
 
 Snapshots are written atomically (stylegan2ada.io), so a crash leaves the previous one intact.
 
+A snapshot this process did not write is untrusted: it is read in an isolated child process with
+hard limits on memory and time (stylegan2ada.isolation, through a bounded reader of torch's zip
+format that refuses anything but tensors and plain data), and the arguments it records are
+range-checked before a network is built from them (stylegan2ada.network_limits).
+
 Every reader here also takes an official NVlabs network pickle (`.pkl`): it is imported through
 `stylegan2ada.nvlabs_import` (a restricted unpickler that never runs the file's embedded code) and
 presented as a snapshot at kimg 0 without training state.
@@ -26,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
 import random
 import re
 from collections.abc import Iterator
@@ -61,12 +65,27 @@ def save_snapshot(path: str | os.PathLike[str], snapshot: dict[str, Any]) -> Pat
     """Atomically write a snapshot dict (see the module docstring for its keys), streamed to disk."""
     with atomic_open(path, "wb") as handle:
         torch.save({"format": FORMAT, "version": VERSION, **snapshot}, handle)
+    _WRITTEN[str(Path(path).resolve())] = _identity(Path(path))
     return Path(path)
+
+
+# Snapshots this process wrote, by resolved path: (device, inode, size, mtime). Only these are read with
+# torch.load in this process; every other file is read in an isolated child (stylegan2ada.isolation).
+_WRITTEN: dict[str, tuple[int, int, int, int]] = {}
+
+
+def _identity(path: Path) -> tuple[int, int, int, int]:
+    stat = path.stat()
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def _written_here(path: Path) -> bool:
+    return _WRITTEN.get(str(path.resolve())) == _identity(path)
 
 
 def load_snapshot(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> dict[str, Any]:
     """The whole snapshot dict, tensors on `device`; refuses anything that is not tensors and plain data."""
-    return _load(Path(path), device, mmap=False)
+    return _load(Path(path), device, meta_only=False)
 
 
 EXPECTED = ("a stylegan2ada snapshot (network-snapshot-*.pt written by training) or an official NVlabs "
@@ -98,7 +117,10 @@ def _not_a_snapshot(path: Path, detail: str) -> SnapshotError:
     return SnapshotError(f"{path}: not a snapshot: {detail}. Expected {EXPECTED}.")
 
 
-def _load(path: Path, device: str | torch.device, mmap: bool) -> dict[str, Any]:
+META_KEYS = ("format", "version", "meta", "G_init_kwargs", "D_init_kwargs", "options")
+
+
+def _load(path: Path, device: str | torch.device, meta_only: bool) -> dict[str, Any]:
     if not path.is_file():
         raise SnapshotError(f"{path}: no such file; expected {EXPECTED}.")
     kind = describe_file(path)
@@ -106,18 +128,41 @@ def _load(path: Path, device: str | torch.device, mmap: bool) -> dict[str, Any]:
         return _import_pickle(path, device)
     if kind != "a zip archive":
         raise _not_a_snapshot(path, f"it is {kind}")
-    try:
-        data = torch.load(path, map_location=device, weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError:
-        detail = "a torch file that holds more than tensors and plain data, so it is refused (loading it could run code)"
-        raise _not_a_snapshot(path, detail) from None
-    except (RuntimeError, EOFError, OSError):
-        detail = "a zip archive that torch cannot read as a saved file (truncated, damaged, or a dataset zip)"
-        raise _not_a_snapshot(path, detail) from None
+    if _written_here(path):
+        data = torch.load(path, map_location=device, weights_only=True, mmap=meta_only)
+    else:
+        data = _to_device(_read_untrusted([path], META_KEYS if meta_only else None)[0], device)
+    return _checked(path, data)
+
+
+def _read_untrusted(paths: list[Path], keys: tuple[str, ...] | None) -> list[Any]:
+    """Snapshots from elsewhere, read in an isolated child with hard limits (stylegan2ada.isolation)."""
+    from stylegan2ada.isolation import read_isolated
+
+    results = read_isolated("torch-zip", paths, keys)
+    for path, result in zip(paths, results):
+        if result.error is not None:
+            raise _not_a_snapshot(path, result.error)
+    return [result.tree for result in results]
+
+
+def _to_device(value: Any, device: str | torch.device) -> Any:
+    if torch.device(device).type == "cpu":
+        return value
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {key: _to_device(item, device) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_device(item, device) for item in value)
+    return value
+
+
+def _checked(path: Path, data: Any) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise SnapshotError(f"{path}: a torch file, but not a stylegan2ada snapshot (no format={FORMAT!r} key).")
     if data.get("version") != VERSION:
-        raise SnapshotError(f"{path}: snapshot version {data.get('version')}; this code reads version {VERSION}.")
+        raise SnapshotError(f"{path}: snapshot version {data.get('version')!r:.40}; this code reads version {VERSION}.")
     return data
 
 
@@ -141,23 +186,59 @@ def _import_pickle(path: Path, device: str | torch.device) -> dict[str, Any]:
 
 def snapshot_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     """kimg, cur_nimg, batch_idx, G/D init_kwargs, resolved training `options` and `extra_meta`, cheaply."""
-    data = _load(Path(path), "cpu", mmap=True)  # memory-mapped: reading meta does not read the weights
-    return {**data["meta"], "G_init_kwargs": data["G_init_kwargs"], "D_init_kwargs": data["D_init_kwargs"],
+    path = Path(path)
+    return _meta(path, _load(path, "cpu", meta_only=True))  # the child reads only META_KEYS, not the weights
+
+
+def _meta(path: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """The metadata every reader relies on, checked for kind (a crafted file may hold anything there)."""
+    kinds = {"meta": dict, "G_init_kwargs": dict, "D_init_kwargs": dict, "options": dict}
+    wrong = [f"{key} is {type(data.get(key)).__name__}" for key, kind in kinds.items()
+             if not isinstance(data.get(key), kind)]
+    meta = data.get("meta") if isinstance(data.get("meta"), dict) else {}
+    cur_nimg, extra = meta.get("cur_nimg"), meta.get("extra_meta", {})
+    if type(cur_nimg) is not int or cur_nimg < 0:
+        wrong.append("meta.cur_nimg is not a count of images")
+    if not isinstance(extra, dict):
+        wrong.append("meta.extra_meta is not a dict")
+    if wrong:
+        raise SnapshotError(f"{path}: its metadata is malformed ({'; '.join(wrong)}); the snapshot is damaged.")
+    return {**meta, "G_init_kwargs": data["G_init_kwargs"], "D_init_kwargs": data["D_init_kwargs"],
             "options": data["options"]}
 
 
 def load_generator(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> torch.nn.Module:
-    """The snapshot's G_ema, rebuilt from its init_kwargs, in eval mode with gradients off."""
+    """The snapshot's G_ema, rebuilt from its init_kwargs, in eval mode with gradients off.
+
+    The arguments are range-checked before the network is built and the weights' names and shapes
+    are compared with it before they are loaded (network_limits).
+    """
+    from stylegan2ada.network_limits import state_mismatch
     from stylegan2ada.networks import build_module
 
     data = load_snapshot(path)
     try:  # a damaged or hand-edited snapshot: its arguments or weights do not make a generator
+        weights = data["G_ema"]
+        if not isinstance(weights, dict) or not all(
+                isinstance(value, torch.Tensor) and value.is_floating_point() for value in weights.values()):
+            raise TypeError("G_ema is not a dict of floating-point tensors")
         generator = build_module("Generator", data["G_init_kwargs"])
-        generator.load_state_dict(data["G_ema"])
+        mismatch = state_mismatch(generator.state_dict(), weights)
+        if mismatch:
+            raise ValueError(f"its weights do not match its arguments: {mismatch}")
+        generator.load_state_dict(weights)
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         detail = " ".join(str(error).split())[:300] or type(error).__name__
         raise SnapshotError(f"{path}: its G_ema cannot be rebuilt ({detail}); the snapshot is damaged.") from None
     return generator.eval().requires_grad_(False).to(device)
+
+
+def snapshot_metas(paths: list[Path]) -> list[dict[str, Any]]:
+    """`snapshot_meta` of many files, those from elsewhere read in one isolated child."""
+    untrusted = [path for path in paths if path.is_file() and describe_file(path) == "a zip archive"
+                 and not _written_here(path)]
+    read = dict(zip(untrusted, _read_untrusted(untrusted, META_KEYS))) if untrusted else {}
+    return [_meta(path, _checked(path, read[path])) if path in read else snapshot_meta(path) for path in paths]
 
 
 def latest_snapshot(run_dir: str | os.PathLike[str]) -> Path | None:
@@ -168,8 +249,9 @@ def latest_snapshot(run_dir: str | os.PathLike[str]) -> Path | None:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return None
-    found = [(snapshot_meta(file)["cur_nimg"], file.stat().st_mtime_ns, file.name, file)
-             for file in run_dir.iterdir() if _NAME.match(file.name)]
+    files = sorted(file for file in run_dir.iterdir() if _NAME.match(file.name))
+    found = [(meta["cur_nimg"], file.stat().st_mtime_ns, file.name, file)
+             for file, meta in zip(files, snapshot_metas(files))]
     return max(found)[-1] if found else None
 
 

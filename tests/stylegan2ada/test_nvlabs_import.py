@@ -188,7 +188,7 @@ def test_tensors_stored_another_way_give_a_clear_error(tmp_path: Path) -> None:
     ):
         read_network_pickle(sparse)
     for path in (garbage, code_in_storage):
-        with pytest.raises(NetworkPickleError, match=f"{path.name}: cannot read its tensors: .*weights only"):
+        with pytest.raises(NetworkPickleError, match=f"{path.name}: cannot read its tensors: a tensor storage"):
             read_network_pickle(path)
     with pytest.raises(NetworkPickleError, match="saved.pkl: .*legacy"):
         read_network_pickle(persistent_id)
@@ -277,7 +277,7 @@ def test_crafted_init_arguments_give_our_error_not_a_traceback(tmp_path: Path) -
             "cyclic": ({"G": _persistent(module, "Generator", {"_init_kwargs": cyclic})}, "nested more than"),
             "text": (networks({**kwargs, "z_dim": "4"}), "G cannot be built from its recorded arguments"),
             "resolution": (networks({**kwargs, "img_resolution": 3}), "G cannot be built from its recorded"),
-            "not_a_tensor": (networks(kwargs, {"_parameters": {"w": "abc"}}), "values that are not tensors"),
+            "not_a_tensor": (networks(kwargs, {"_parameters": {"w": "abc"}}), "w holds a str where a tensor was"),
             "block_kwargs": (
                 {
                     **networks(kwargs),
@@ -348,10 +348,11 @@ def test_a_cyclic_training_set_entry_gives_our_error(tmp_path: Path) -> None:
 def test_a_few_bytes_asking_for_huge_memory_give_our_error(tmp_path: Path) -> None:
     huge_memo = b"\x80\x04}r" + (0xFFFFFFF0).to_bytes(4, "little") + b"."  # LONG_BINPUT at index 2**32 - 16
     huge_frame = b"\x80\x04\x95" + (2**62).to_bytes(8, "little") + b"}."  # FRAME of 2**62 bytes
-    for name, data in (("memo", huge_memo), ("frame", huge_frame)):
+    for name, data, match in (("memo", huge_memo, "a memo index of 4294967280"),
+                              ("frame", huge_frame, f"asks for {2**62} bytes where only 2 remain")):
         path = tmp_path / f"{name}.pkl"
         path.write_bytes(data)
-        with pytest.raises(NetworkPickleError, match=f"{name}.pkl: not a readable pickle"):
+        with pytest.raises(NetworkPickleError, match=f"{name}.pkl: {match}"):
             read_network_pickle(path)
 
 
@@ -359,8 +360,8 @@ def test_quantized_and_complex_tensors_are_refused(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # TypedStorage is what pickled tensors hold
         storages = {
-            "qint8": torch.quantize_per_tensor(torch.zeros(4), 0.1, 0, torch.qint8).storage(),
-            "complex64": torch.zeros(4, dtype=torch.complex64).storage(),
+            "QInt8Storage": torch.quantize_per_tensor(torch.zeros(4), 0.1, 0, torch.qint8).storage(),
+            "ComplexFloatStorage": torch.zeros(4, dtype=torch.complex64).storage(),
         }
     with _official_globals() as module:
         paths = {
@@ -384,6 +385,6 @@ def test_quantized_and_complex_tensors_are_refused(tmp_path: Path) -> None:
         }
     for name, path in paths.items():
         with pytest.raises(
-            NetworkPickleError, match=f"{name}.pkl: cannot read its tensors: a tensor of dtype torch.{name}"
+            NetworkPickleError, match=f"{name}.pkl: cannot read its tensors: .*storage of type torch.{name}"
         ):
             read_network_pickle(path)
