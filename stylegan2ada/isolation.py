@@ -25,11 +25,13 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-BASE_MEMORY = 768 << 20  # address space of an interpreter with numpy, before any file is read
+BASE_MEMORY = 512 << 20  # address space for an interpreter with numpy (it starts in under 150 MiB)
 MEMORY_PER_BYTE = 3  # the file's bytes, its storages' checked copies, and one tensor being written
 BASE_SECONDS = 20.0
 SECONDS_PER_GB = 40.0  # the pure-Python reader handles about 100 MB/s on one core of this machine
@@ -49,6 +51,18 @@ class Limits:
     def for_bytes(cls, nbytes: int) -> Limits:
         seconds = BASE_SECONDS + SECONDS_PER_GB * nbytes / 1e9
         return cls(BASE_MEMORY + MEMORY_PER_BYTE * nbytes, int(seconds) + 1, 1.5 * seconds)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChildUsage:
+    """What the last child used: CPU and wall time, and its own peak resident memory (None if it died)."""
+
+    cpu_seconds: float
+    wall_seconds: float
+    peak_rss_bytes: int | None = None
+
+
+last_usage: ChildUsage | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,16 +96,45 @@ def _run_child(kind: str, paths: Sequence[Path], keys: Sequence[str] | None,
         out = Path(folder) / "result.safetensors"
         request = {"kind": kind, "paths": [str(path) for path in paths], "keys": keys, "out": str(out),
                    "memory": limits.memory, "cpu_seconds": limits.cpu_seconds}
-        code = f"import sys; sys.path.insert(0, {str(_ROOT)!r}); import stylegan2ada.isolation as m; m.child_main()"
-        try:
-            done = subprocess.run([sys.executable, "-I", "-c", code], input=json.dumps(request).encode(),
-                                  capture_output=True, timeout=limits.wall_seconds, env=env, check=False)
-        except subprocess.TimeoutExpired:
+        returncode, stderr = _wait(child_command(), json.dumps(request).encode(), env, limits.wall_seconds)
+        if returncode is None:
             return (f"reading it took longer than {limits.wall_seconds:.0f} s, so it was stopped "
                     f"(the file is damaged or crafted to hang a reader)")
-        if done.returncode != 0:
-            return _death(done.returncode, done.stderr, limits)
+        if returncode != 0:
+            return _death(returncode, stderr, limits)
         return _read_result(out)
+
+
+def child_command() -> list[str]:
+    """The child's command line: this interpreter, isolated mode (no user site, no PYTHON* variables)."""
+    code = f"import sys; sys.path.insert(0, {str(_ROOT)!r}); import stylegan2ada.isolation as m; m.child_main()"
+    return [sys.executable, "-I", "-c", code]
+
+
+def _wait(command: list[str], request: bytes, env: dict[str, str], timeout: float) -> tuple[int | None, bytes]:
+    """Run the child to its end or kill it at `timeout`; its exit status (None: killed) and stderr.
+
+    os.wait4 rather than subprocess.run: it also reports the child's own peak memory and CPU time.
+    """
+    global last_usage
+    start = time.monotonic()
+    with tempfile.TemporaryFile() as errors, subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors, env=env
+    ) as child:
+        assert child.stdin is not None
+        child.stdin.write(request)
+        child.stdin.close()
+        timer = threading.Timer(timeout, child.kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(child.pid, 0)
+        finally:
+            timer.cancel()
+        child.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
+        killed = child.returncode == -signal.SIGKILL and time.monotonic() - start >= timeout
+        last_usage = ChildUsage(usage.ru_utime + usage.ru_stime, time.monotonic() - start)
+        errors.seek(0)
+        return (None if killed else child.returncode), errors.read(1 << 16)
 
 
 def _death(returncode: int, stderr: bytes, limits: Limits) -> str:
@@ -109,9 +152,13 @@ def _death(returncode: int, stderr: bytes, limits: Limits) -> str:
 def _read_result(out: Path) -> list[ReadResult]:
     from safetensors import safe_open
 
+    global last_usage
     with safe_open(str(out), framework="pt") as handle:
-        results = json.loads(handle.metadata()["results"])
+        metadata = handle.metadata()
+        results = json.loads(metadata["results"])
         tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118 (not a dict)
+    if last_usage is not None:
+        last_usage = dataclasses.replace(last_usage, peak_rss_bytes=int(metadata["peak_rss_bytes"]))
     return [ReadResult(error=item["error"]) if "error" in item else ReadResult(tree=_restore(item["ok"], tensors))
             for item in results]
 
@@ -150,7 +197,7 @@ class _TensorWriter:
         return {"__tensor__": name}
 
     def write(self, path: Path, results: list[dict[str, Any]]) -> None:
-        header: dict[str, Any] = {"__metadata__": {"results": json.dumps(results)}}
+        header: dict[str, Any] = {"__metadata__": {"results": json.dumps(results), "peak_rss_bytes": str(_peak_rss())}}
         offset = 0
         for name, record in self.pending:
             header[name] = {"dtype": record.dtype, "shape": list(record.shape),
@@ -162,6 +209,12 @@ class _TensorWriter:
             handle.write(struct.pack("<Q", len(text)) + text)
             for _, record in self.pending:
                 handle.write(record.array().data)
+
+
+def _peak_rss() -> int:
+    """This process's own peak resident memory (VmHWM: unlike ru_maxrss, it excludes the parent's before exec)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
 
 
 def _readers() -> dict[str, Callable[..., Any]]:

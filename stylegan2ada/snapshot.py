@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from stylegan2ada.io import atomic_open
+from stylegan2ada.network_limits import check_network_arguments
 
 FORMAT = "stylegan2ada.snapshot"
 VERSION = 1
@@ -203,6 +204,11 @@ def _meta(path: Path, data: dict[str, Any]) -> dict[str, Any]:
         wrong.append("meta.extra_meta is not a dict")
     if wrong:
         raise SnapshotError(f"{path}: its metadata is malformed ({'; '.join(wrong)}); the snapshot is damaged.")
+    try:  # every reader builds networks from these: refuse what no sane network records, before anyone does
+        for class_name, key in (("Generator", "G_init_kwargs"), ("Discriminator", "D_init_kwargs")):
+            check_network_arguments(class_name, data[key])
+    except (TypeError, ValueError) as error:
+        raise SnapshotError(f"{path}: its recorded network arguments are refused: {error}.") from None
     return {**meta, "G_init_kwargs": data["G_init_kwargs"], "D_init_kwargs": data["D_init_kwargs"],
             "options": data["options"]}
 
