@@ -196,7 +196,8 @@ class BoundedUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
         target.update(items)
 
     def _load_frozenset(self) -> None:
-        self.append(frozenset(_checked_keys(self.pop_mark(), 1)))
+        items = _checked_keys(self.pop_mark(), 1)  # pop_mark rebinds self.append: call it afterwards
+        self.append(frozenset(items))
 
     def _load_append(self) -> None:
         value = self.stack.pop()

@@ -111,9 +111,9 @@ def parameter_bound(class_name: str, kwargs: dict[str, Any]) -> int:
         layers = mapping.get("num_layers") or 8
         total = fc([c_dim, embed] if c_dim else []) + fc([(get("z_dim") or 0) + embed] + [layer] * (layers - 1)
                                                          + [w_dim])
-        for res in resolutions:
-            prev, cur = width(max(res // 2, 4)), width(res)
-            total += 16 * cur * (res == 4) + 9 * cur * (prev + cur) + w_dim * (prev + 2 * cur) + 6 * cur + 4
+        for res in resolutions:  # const (4x4), conv0 (above 4x4), conv1 and torgb, each with its affine
+            prev, cur = (width(res // 2) if res > 4 else 0), width(res)
+            total += 16 * cur * (res == 4) + 9 * cur * (prev + cur) + w_dim * (prev + 2 * cur) + prev + 4 * cur + 2
             total += (cur + 1) * channels
         return total
     cmap = get("cmap_dim") or width(4)
