@@ -239,6 +239,18 @@ def rezipped(data: bytes, pickle_bytes: Callable[[bytes], bytes] | None = None,
     return out.getvalue()
 
 
+def damaged_record() -> bytes:
+    """A snapshot whose first tensor record has one byte changed (its CRC no longer matches)."""
+    data = bytearray(saved(tiny_snapshot()))
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as archive:
+        info = next(item for item in archive.infolist() if item.filename.endswith("/data/0"))
+    local = info.header_offset
+    start = local + 30 + int.from_bytes(data[local + 26:local + 28], "little") + int.from_bytes(
+        data[local + 28:local + 30], "little")
+    data[start] ^= 0xFF
+    return bytes(data)
+
+
 def meta_payload(payload: bytes) -> Callable[[bytes], bytes]:
     """data.pkl with its `meta` entry replaced by `payload`."""
     return lambda data: data[:-1] + text("meta") + payload + b"s."
@@ -256,7 +268,7 @@ class Case:
     match: str
     needs_fixture: bool = False
     # Which reads refuse it: "read" every one; "build" those that build networks (import_network_pickle,
-    # snapshot_meta, load_generator); "weights" (.pt) those that read the weights (not snapshot_meta);
+    # snapshot_meta, load_generator); "weights" (.pt) those that read the tensors' bytes (not snapshot_meta);
     # "meta" (.pt) those that read the metadata (snapshot_meta: load_generator does not need it).
     stage: str = "read"
 
@@ -295,7 +307,8 @@ CASES = [
          "storage's bytes name .*bytearray"),
     Case("deflated_record", "oom", ".pt", lambda: rezipped(
         saved(tiny_snapshot()), records={"data/0": (bytes(64 << 20), zipfile.ZIP_DEFLATED)}),
-         "record 0 is compressed", stage="weights"),
+         "record 0 is compressed"),
+    Case("damaged_record", "traceback", ".pt", damaged_record, "record .*data/0 cannot be read", stage="weights"),
     Case("huge_dims", "oom", ".pkl", lambda: networks_pickle({**G_KWARGS, "z_dim": 36000, "w_dim": 36000}),
          "z_dim=36000 .an integer from 1 to 4096", stage="build"),
     Case("million_layers", "oom", ".pkl", lambda: networks_pickle({**G_KWARGS, "mapping_kwargs": {"num_layers": 10**6}}),
@@ -336,7 +349,7 @@ CASES = [
     Case("meta_wrong_type", "traceback", ".pt", lambda: saved({**tiny_snapshot(), "meta": [1, 2]}),
          "metadata is malformed .meta is list", stage="meta"),
     Case("sparse_weight", "traceback", ".pt", lambda: saved({**tiny_snapshot(), "G_ema": {"w": _sparse()}}),
-         "_rebuild_sparse_tensor", stage="weights"),
+         "_rebuild_sparse_tensor"),
     Case("long_integer", "traceback", ".pt", lambda: rezipped(saved(tiny_snapshot()), meta_payload(
         b"L" + b"9" * 5000 + b"L\n")), "a text opcode longer than 4096 bytes"),
     # over-read: a numpy dtype checked, then changed by a later BUILD (or built with a forged size)

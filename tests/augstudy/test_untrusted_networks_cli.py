@@ -1,0 +1,72 @@
+"""Crafted network files (tests/crafted_files.py, one per attack class of issue 21) through every verb
+that reads a network: a non-zero exit, one message naming the file, no traceback, the reader under 1 GiB."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from crafted_files import CASES, FIXTURES, Case
+
+from augstudy.cli import main
+from stylegan2ada import isolation
+from stylegan2ada.dataset import write_dataset
+
+# (attack, name, suffix): one crafted file per attack class and file kind, from the full table
+CHOSEN = [("crash", "deep_key", ".pkl"), ("crash", "deep_key", ".pt"), ("hang", "shared_modules", ".pkl"),
+          ("hang", "shared_meta", ".pt"), ("oom", "storage_callable", ".pkl"), ("oom", "huge_dims", ".pkl"),
+          ("oom", "deflated_record", ".pt"), ("oom", "huge_dims", ".pt"), ("traceback", "tensor_as_number", ".pkl"),
+          ("traceback", "sparse_weight", ".pt"), ("over-read", "dtype_rebuilt", ".pkl")]
+CLI_CASES = [case for case in CASES if (case.attack, case.name, case.suffix) in CHOSEN]
+VERBS = {
+    "import-network": "import-network {file} --out {root}/imported.pt",
+    "generate": "generate --network {file} --out {root}/pool --per-class 1 --device cpu",
+    "gan-metrics": "gan-metrics --real {data}/gan/normal.zip --network {file} --num-images 4 --out {root}/m.json "
+                   "--device cpu",
+    "train-gan": "train-gan --data {data} --out {root}/runs --classes normal --resume-from {file} --kimg 0.004 "
+                 "--batch 4 --workers 0 --threads 1 --device cpu",
+}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("untrusted-cli")
+    rng = np.random.default_rng(0)
+    write_dataset(root / "data" / "gan" / "normal.zip", [rng.integers(0, 256, (32, 32), dtype=np.uint8)] * 4)
+    (root / "crafted").mkdir()
+    return {"root": root, "data": root / "data", "crafted": root / "crafted"}
+
+
+def _id(case: Case) -> str:
+    return f"{case.attack}-{case.name}{case.suffix}"
+
+
+def assert_cli_refuses(verb: str, case: Case, world: dict[str, Path]) -> None:
+    if case.needs_fixture and not (FIXTURES / "fixtures.json").is_file():
+        pytest.skip(f"NVlabs fixtures not found at {FIXTURES}")
+    path = case.write(world["crafted"])
+    args = VERBS[verb].format(file=path, root=world["root"] / verb, data=world["data"]).split()
+    isolation.last_usage = None
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code != 0, result.output
+    assert isinstance(result.exception, SystemExit), result.exception  # our error, not an escaped exception
+    assert "Traceback" not in result.output and path.name in result.output, result.output
+    assert "took longer than" not in result.output and "crashed" not in result.output, result.output
+    usage = isolation.last_usage
+    assert usage is not None and usage.peak_rss_bytes is not None and usage.peak_rss_bytes < 1 << 30, usage
+
+
+@pytest.mark.parametrize("case", CLI_CASES, ids=_id)
+def test_generate_refuses_each_crafted_network(case: Case, world: dict[str, Path]) -> None:
+    assert_cli_refuses("generate", case, world)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("verb", ["import-network", "gan-metrics", "train-gan"])
+@pytest.mark.parametrize("case", CLI_CASES, ids=_id)
+def test_every_verb_refuses_each_crafted_network(verb: str, case: Case, world: dict[str, Path]) -> None:
+    if verb == "import-network" and case.suffix != ".pkl":
+        pytest.skip("import-network reads official .pkl files only")
+    assert_cli_refuses(verb, case, world)
