@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -92,7 +93,7 @@ def _run_child(kind: str, paths: Sequence[Path], keys: Sequence[str] | None,
                limits: Limits | None) -> list[ReadResult] | str:
     limits = limits or Limits.for_bytes(sum(path.stat().st_size for path in paths))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    with tempfile.TemporaryDirectory(prefix="stylegan2ada-read-") as folder:
+    with tempfile.TemporaryDirectory(prefix="stylegan2ada-read-", dir=_scratch(limits.memory)) as folder:
         out = Path(folder) / "result.safetensors"
         request = {"kind": kind, "paths": [str(path) for path in paths], "keys": keys, "out": str(out),
                    "memory": limits.memory, "cpu_seconds": limits.cpu_seconds}
@@ -103,6 +104,15 @@ def _run_child(kind: str, paths: Sequence[Path], keys: Sequence[str] | None,
         if returncode != 0:
             return _death(returncode, stderr, limits)
         return _read_result(out)
+
+
+def _scratch(nbytes: int) -> str | None:
+    """Shared memory for the hand-back file where it has room (no disk writes), else the default temp folder."""
+    shm = Path("/dev/shm")
+    try:
+        return str(shm) if shm.is_dir() and shutil.disk_usage(shm).free > 2 * nbytes else None
+    except OSError:
+        return None
 
 
 def child_command() -> list[str]:
