@@ -164,6 +164,11 @@ def _checked(path: Path, data: Any) -> dict[str, Any]:
         raise SnapshotError(f"{path}: a torch file, but not a stylegan2ada snapshot (no format={FORMAT!r} key).")
     if data.get("version") != VERSION:
         raise SnapshotError(f"{path}: snapshot version {data.get('version')!r:.40}; this code reads version {VERSION}.")
+    for name in ("G", "D", "G_ema"):
+        weights = data.get(name)
+        if weights is not None and not (isinstance(weights, dict) and all(
+                isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in weights.items())):
+            raise SnapshotError(f"{path}: its {name} is not a state dict (names and tensors); the snapshot is damaged.")
     return data
 
 

@@ -44,6 +44,7 @@ from stylegan2ada.io import append_jsonl, atomic_write_bytes, atomic_write_json,
 from stylegan2ada.loss import StyleGAN2Loss
 from stylegan2ada.networks import build_module, build_networks
 from stylegan2ada.snapshot import (
+    SnapshotError,
     latest_snapshot,
     load_snapshot,
     preserved_rng,
@@ -496,6 +497,9 @@ def restore_state(run: TrainingRun, snapshot: dict[str, Any]) -> bool:
 
 def _merge_resume_options(options: TrainOptions, stored: dict[str, Any], source: Path) -> TrainOptions:
     """A resumed run computes what it computed before: run-defining options come from the snapshot."""
+    missing = [name for name in RUN_DEFINING if name not in stored]
+    if missing:
+        raise SnapshotError(f"{source}: its recorded options lack {', '.join(missing)}; the snapshot is damaged.")
     defaults = TrainOptions(data=options.data, run_dir=options.run_dir)
     conflicts = [
         f"{name}={getattr(options, name)!r} (snapshot: {stored[name]!r})"
@@ -761,8 +765,13 @@ def _train(options: TrainOptions, snapshot_hook: SnapshotHook | None, ctx: DistC
     grid = ImageGrid.for_dataset(dataset, run.options.seed)
     tick, prior_s = 0, 0.0
     if resumed is not None:  # continue the tick count and the training clock
-        tick, prior_s = resumed["meta"]["stats"]["tick"] + 1, resumed["meta"]["stats"]["total_s"]
-        exact = restore_state(run, resumed)
+        try:  # the snapshot was read as data; what it holds may still not fit (damaged or planted)
+            tick, prior_s = resumed["meta"]["stats"]["tick"] + 1, resumed["meta"]["stats"]["total_s"]
+            exact = restore_state(run, resumed)
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as error:
+            detail = " ".join(str(error).split())[:300] or type(error).__name__
+            raise SnapshotError(f"{resume_path}: its training state does not fit this run ({detail}); the "
+                                f"snapshot is damaged.") from None
         files.log(f"Resuming {resume_path.name} at kimg {run.cur_nimg / 1000:.3f}, augment p "
                   f"{_augment_p(run):.4f}" + ("" if exact else "; world size changed, RNG streams reseeded"))
         if ctx.is_main and files.truncate_stats(run.cur_nimg) != run.cur_nimg:  # killed before the record

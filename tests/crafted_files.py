@@ -350,6 +350,8 @@ CASES = [
          "metadata is malformed .meta is list", stage="meta"),
     Case("sparse_weight", "traceback", ".pt", lambda: saved({**tiny_snapshot(), "G_ema": {"w": _sparse()}}),
          "_rebuild_sparse_tensor"),
+    Case("weights_not_tensors", "traceback", ".pt", lambda: saved({**tiny_snapshot(), "G_ema": {"w": "abc"}}),
+         "its G_ema is not a state dict", stage="weights"),
     Case("long_integer", "traceback", ".pt", lambda: rezipped(saved(tiny_snapshot()), meta_payload(
         b"L" + b"9" * 5000 + b"L\n")), "a text opcode longer than 4096 bytes"),
     # over-read: a numpy dtype checked, then changed by a later BUILD (or built with a forged size)

@@ -236,9 +236,15 @@ def describe_runs(options: TrainGanOptions) -> dict[str, dict[str, Any]]:
 
 
 def _newest_snapshot(run: GanRun) -> Path | None:
-    from stylegan2ada.snapshot import latest_snapshot
+    from stylegan2ada.snapshot import SnapshotError, latest_snapshot
 
-    return latest_snapshot(run.run_dir) if run.run_dir.is_dir() else None
+    try:
+        return latest_snapshot(run.run_dir) if run.run_dir.is_dir() else None
+    except SnapshotError as error:  # a damaged or planted snapshot in the run folder: resume cannot trust it
+        raise click.ClickException(
+            f"[{run.name}] cannot resume: {error} Move that file out of {run.run_dir} to resume from the "
+            f"others, or choose another --out."
+        ) from None
 
 
 def _done_nimg(snapshot: Path | None) -> int:
@@ -370,8 +376,13 @@ def train_gans(options: TrainGanOptions) -> dict[str, Path | None]:
         if train_options.resume_from is not None:
             _report_transfer(options, run)
     hooks = {run.name: _metrics_hook(options, run) for run, _, _ in pending}
+    from stylegan2ada.snapshot import SnapshotError
+
     with torch_threads(options.threads):
-        trained = _train_pending(options, pending, hooks)
+        try:
+            trained = _train_pending(options, pending, hooks)
+        except SnapshotError as error:  # a snapshot a run resumes from does not fit it (damaged or planted)
+            raise click.ClickException(str(error)) from None
     if trained is None:
         return {**finished, **{run.name: None for run, _, _ in pending}}
     finished.update(trained)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from crafted_files import CASES, FIXTURES, Case
+from crafted_files import CASES, FIXTURES, Case, saved, tiny_snapshot
 
 from augstudy.cli import main
 from stylegan2ada import isolation
@@ -70,3 +70,28 @@ def test_every_verb_refuses_each_crafted_network(verb: str, case: Case, world: d
     if verb == "import-network" and case.suffix != ".pkl":
         pytest.skip("import-network reads official .pkl files only")
     assert_cli_refuses(verb, case, world)
+
+
+def test_a_crafted_snapshot_in_a_run_folder_is_refused_on_resume(world: dict[str, Path]) -> None:
+    """train-gan resumes from the newest snapshot of each run folder: one planted there is untrusted too."""
+    case = next(case for case in CASES if (case.name, case.suffix) == ("deep_key", ".pt"))
+    runs = world["root"] / "resume-runs"
+    (runs / "normal").mkdir(parents=True)
+    planted = runs / "normal" / "network-snapshot-000001.pt"
+    planted.write_bytes(case.build())
+    result = CliRunner().invoke(main, ["train-gan", "--data", str(world["data"]), "--out", str(runs), "--classes",
+                                       "normal", "--kimg", "0.004", "--batch", "4", "--device", "cpu"])
+    assert result.exit_code != 0 and isinstance(result.exception, SystemExit), result.exception
+    assert planted.name in result.output and "Traceback" not in result.output, result.output
+
+
+def test_a_planted_snapshot_without_training_state_is_refused_on_resume(world: dict[str, Path]) -> None:
+    """Readable, with sane networks, but not what a run writes: resume says so instead of a traceback."""
+    runs = world["root"] / "planted-runs"
+    (runs / "normal").mkdir(parents=True)
+    planted = runs / "normal" / "network-snapshot-000001.pt"
+    planted.write_bytes(saved(tiny_snapshot()))
+    result = CliRunner().invoke(main, ["train-gan", "--data", str(world["data"]), "--out", str(runs), "--classes",
+                                       "normal", "--kimg", "0.004", "--batch", "4", "--device", "cpu"])
+    assert result.exit_code != 0 and isinstance(result.exception, SystemExit), result.exception
+    assert planted.name in result.output and "damaged" in result.output and "Traceback" not in result.output
