@@ -266,6 +266,8 @@ def child_main() -> None:
             message = "its data nests too deep to read (or is cyclic)"
         except OSError as error:
             message = f"cannot be read ({error.strerror or error})"
+        except Exception as error:  # noqa: BLE001  a reader's slip is still this file's refusal, never a crash
+            message = f"cannot be read ({type(error).__name__}: {' '.join(str(error).split())[:200]})"
         del writer.pending[mark:]
         results.append({"error": message})
     out = Path(request["out"])

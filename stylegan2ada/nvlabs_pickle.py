@@ -265,6 +265,8 @@ def _collect(record: _Record, prefix: str, tensors: dict[str, Any], budget: Budg
     if prefix.count(".") > MAX_NESTING:
         raise UntrustedDataError(f"sub-modules nested more than {MAX_NESTING} levels deep (or cyclic)")
     state = record.meta.get("state") or {}
+    if type(state) is not dict:
+        raise UntrustedDataError(f"{record.class_name} {prefix or 'object'}: its state is not a dict")
     groups = {group: state.get(group) or {} for group in ("_parameters", "_buffers", "_modules")}
     for group, entries in groups.items():
         if type(entries) not in (dict, PlainDict):

@@ -349,7 +349,7 @@ def test_a_few_bytes_asking_for_huge_memory_give_our_error(tmp_path: Path) -> No
     huge_memo = b"\x80\x04}r" + (0xFFFFFFF0).to_bytes(4, "little") + b"."  # LONG_BINPUT at index 2**32 - 16
     huge_frame = b"\x80\x04\x95" + (2**62).to_bytes(8, "little") + b"}."  # FRAME of 2**62 bytes
     for name, data, match in (("memo", huge_memo, "a memo index of 4294967280"),
-                              ("frame", huge_frame, f"asks for {2**62} bytes where only 2 remain")):
+                              ("frame", huge_frame, f"it asks for {2**62} bytes where only 2 remain")):
         path = tmp_path / f"{name}.pkl"
         path.write_bytes(data)
         with pytest.raises(NetworkPickleError, match=f"{name}.pkl: {match}"):
