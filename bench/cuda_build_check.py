@@ -100,7 +100,7 @@ def install_toolkit(cache: Path, version: str) -> toolkit.Toolkit:
     if not (target / ".complete").exists():
         staging = Path(tempfile.mkdtemp(prefix=f".cuda-toolkit-{version}.", dir=cache))
         print(f"installing cuda-toolkit[nvcc,cccl]=={version} into {target}", flush=True)
-        pip("install", "--quiet", "--only-binary=:all:", "--no-warn-script-location", "--target", str(staging),
+        pip("install", "--only-binary=:all:", "--no-warn-script-location", "--target", str(staging),
             f"cuda-toolkit[nvcc,cccl]=={version}")
         (staging / ".complete").write_text(version + "\n")
         shutil.rmtree(target, ignore_errors=True)
@@ -121,7 +121,7 @@ def cuda_torch_headers(cache: Path, torch_version: str) -> tuple[Path, str]:
         print(f"downloading the CUDA build of torch {torch_version} for its headers (kept: torch/include)",
               flush=True)
         # "===" matches the version string exactly, so a local "+cpu" build never stands in for it
-        pip("download", "--quiet", "--no-deps", "--only-binary=:all:", "--dest", str(staging / "wheel"),
+        pip("download", "--no-deps", "--only-binary=:all:", "--dest", str(staging / "wheel"),
             f"torch==={torch_version}")
         wheels = list((staging / "wheel").glob("torch-*.whl"))
         if len(wheels) != 1:
