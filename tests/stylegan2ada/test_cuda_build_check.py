@@ -128,3 +128,28 @@ def test_a_broken_kernel_fails_the_check_naming_file_and_line(tmp_path: Path) ->
     (entry,) = record["objects"]
     assert (entry["arch"], entry["source"], entry["ok"]) == ("7.5", "bias_act.cu", False)
     assert [(e["file"], e["line"]) for e in entry["errors"]] == [("bias_act.cu", number)]
+
+
+@pytest.mark.slow
+def test_the_registry_compiler_builds_and_links_a_cuda_library_through_link_home(tmp_path: Path) -> None:
+    """What torch's builder does on a GPU machine without a system toolkit: nvcc from the registry, and
+    ``-L<home>/lib64 -lcudart`` against the registry's versioned runtime (the one torch loads)."""
+    from stylegan2ada.ops import toolkit
+
+    check = _module()
+    try:
+        registry = check.install_toolkit(check.default_cache(), check.FALLBACK_TOOLKIT)
+    except check.RegistryUnreachable as error:
+        pytest.skip(str(error))
+    home = toolkit.link_home(registry, tmp_path / "cache")
+    (tmp_path / "k.cu").write_text("__global__ void twice(float* x) { x[threadIdx.x] *= 2.f; }\n"
+                                   "extern \"C\" int launch(float* x) { twice<<<1, 32>>>(x); "
+                                   "return static_cast<int>(cudaGetLastError()); }\n")
+    done = subprocess.run([str(home / "bin" / "nvcc"), "-shared", "-Xcompiler", "-fPIC",
+                           "-gencode=arch=compute_75,code=sm_75", str(tmp_path / "k.cu"), "-o",
+                           str(tmp_path / "libk.so"), f"-L{home / 'lib64'}", "-lcudart"],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    needed = subprocess.run(["readelf", "-d", str(tmp_path / "libk.so")], capture_output=True, text=True,
+                            check=True).stdout
+    assert "libcudart.so.13" in needed
