@@ -235,7 +235,7 @@ def host_compiler() -> str:
 
 
 def nvcc_command(build_dir: Path) -> str:
-    """The nvcc command line of a ninja file, with the long include list shortened for the record."""
+    """The nvcc flags torch's builder wrote into a ninja file (the record's proof of what was compiled)."""
     text = (build_dir / "build.ninja").read_text()
     flags = re.search(r"^cuda_cflags = (.*)$", text, re.MULTILINE)
     return flags[1] if flags else ""
@@ -251,9 +251,11 @@ def run_check(args: argparse.Namespace) -> dict[str, Any]:
     extra_flags: list[str] = []
     if args.torch_headers == "wheel":
         torch_dir, toolkit_version = cuda_torch_headers(cache, torch_version)
+        pin_source = f"the version torch {torch_version}'s CUDA wheel requires"
         headers = f"the CUDA build of torch {torch_version} from the package registry ({torch_dir / 'include'})"
     else:
         torch_dir, toolkit_version = Path(torch.__file__).parent, FALLBACK_TOOLKIT
+        pin_source = "the version torch 2.13.0's CUDA wheel requires, not read from a wheel here"
         headers = f"the installed torch {torch.__version__} ({torch_dir / 'include'})"
         if not (torch_dir / "include" / "c10" / "cuda" / "impl" / "cuda_cmake_macros.h").exists():
             extra_flags.append("-DC10_CUDA_NO_CMAKE_CONFIGURE_FILE")
@@ -281,10 +283,11 @@ def run_check(args: argparse.Namespace) -> dict[str, Any]:
         results = list(pool.map(lambda job: compile_object(job[2], job[3]), jobs))
     report: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": " ".join(["python bench/cuda_build_check.py", *sys.argv[1:]]),
+        "command": " ".join(["python bench/cuda_build_check.py", *args.argv]),
         "cache": str(cache),
         "toolkit": {"version": kit.version, "nvcc": str(kit.nvcc), "origin": f"cuda-toolkit[nvcc,cccl]=="
-                    f"{args.toolkit or toolkit_version} from the package registry"},
+                    f"{args.toolkit or toolkit_version} from the package registry"
+                    + ("" if args.toolkit else f" ({pin_source})")},
         "torch": torch.__version__, "torch_headers": headers, "host_compiler": host_compiler(),
         "sources": str(sources), "archs": list(args.archs), "extra_flags": extra_flags, "objects": [],
     }
@@ -389,6 +392,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"compile only these of {','.join(build.SOURCES)} [default: all]")
     parser.add_argument("--jobs", type=int, default=2, help="objects compiled at a time [default: 2]")
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     unknown = [arch for arch in args.archs if not re.fullmatch(r"\d+\.\d+", arch)]
     if unknown:
         parser.error(f"--archs: {', '.join(unknown)} is not a compute capability such as 8.0")
