@@ -242,6 +242,11 @@ def load_kernels() -> ModuleType:
         raise KernelsUnavailable(_failure)
 
 
+def compiler_used() -> str | None:
+    """The CUDA compiler `load_kernels` found ("nvcc 13.0.88 (registry package: PATH)"), once it has looked."""
+    return None if _compiler is None else _compiler.describe()
+
+
 def try_load_kernels() -> ModuleType | None:
     """The kernels, or None after one `KernelFallbackWarning` per process naming the reason."""
     global _warned

@@ -170,6 +170,7 @@ def test_the_kernels_build_with_the_registry_compiler_and_say_so(gpu_machine_wit
     assert cpp_extension.CUDA_HOME == torch_cuda_home  # restored after the build
     lines = [line for line in stderr.getvalue().splitlines() if "compiled by" in line]
     assert len(lines) == 1 and f"nvcc 13.0.88 (registry package: {registry_home / 'bin' / 'nvcc'})" in lines[0]
+    assert build.compiler_used() == f"nvcc 13.0.88 (registry package: {registry_home / 'bin' / 'nvcc'})"
 
 
 def test_without_any_compiler_auto_falls_back_naming_the_extra(gpu_machine_without_nvcc: Path) -> None:
