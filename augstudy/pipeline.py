@@ -426,8 +426,11 @@ def run_command(config: Path, out: Path | None, source: str | None, dry_run: boo
         steps = {step: options_to_dict(plan.options(step)) for step in STEPS[:-1]
                  if step != "phantom" or study.source == "phantom"}
         steps["generate"]["networks"] = "the final snapshot of each train_gan run"
-        click.echo(json.dumps({"name": study.name, "source": study.source, "out": str(study.out), "steps": steps},
-                              indent=2, default=str))
+        from augstudy.gan.estimate import study_gan_gpu_time
+
+        gan_gpu_time = study_gan_gpu_time(steps["prepare"], steps["train_gan"])
+        click.echo(json.dumps({"name": study.name, "source": study.source, "out": str(study.out), "steps": steps,
+                               "gan_gpu_time": gan_gpu_time}, indent=2, default=str))
         return
     _run_study(config, out, source)
 

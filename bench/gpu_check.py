@@ -104,6 +104,7 @@ def part_kernel_build(rec: Recorder, dry_run: bool, args: argparse.Namespace) ->
     start = time.perf_counter()
     build.load_kernels()
     rec["build_s"] = round(time.perf_counter() - start, 1)
+    rec["compiler"] = build.compiler_used()
 
 
 def part_pytest_gpu(rec: Recorder, dry_run: bool, args: argparse.Namespace) -> None:
@@ -349,7 +350,8 @@ def markdown(report: dict[str, Any]) -> str:
                       f"CUDA {env.get('torch_cuda')}, cuDNN {env.get('cudnn')}; Python {env.get('python')}; "
                       f"commit {env.get('git_commit')}.")]
     if "build_s" in res.get("kernel_build", {}):
-        lines += ["", f"Kernel build (cold, cache {res['kernel_build']['cache']}): {res['kernel_build']['build_s']} s."]
+        lines += ["", (f"Kernel build (cold, cache {res['kernel_build']['cache']}): {res['kernel_build']['build_s']} s "
+                      f"with {res['kernel_build'].get('compiler')}.")]
     if "summary" in res.get("pytest_gpu", {}):
         lines += ["", f"`pytest -m gpu`: {res['pytest_gpu']['summary']}"]
     lines += _ops_table(res.get("ops", {}).get("rows", []), res.get("ops_compile", {}).get("rows", []))

@@ -8,10 +8,14 @@ instead of loading a stale module. When several ranks start together, an exclusi
 one process build while the others wait and then load the result; a crashed builder releases
 the lock with its process, so no stale lock file can block the next run.
 
+The CUDA compiler is found by `stylegan2ada.ops.toolkit`: ``$CUDA_HOME``, else the registry's
+``nvcc`` in this Python environment (``pip install 'augstudy[cuda-build]'``), else a system toolkit,
+always of torch's CUDA major version; the line that announces the kernels names the compiler.
 Whether the kernels can be used is decided once per process: `load_kernels` raises
-`KernelsUnavailable` with the reason (no CUDA build of torch, no device, no ninja, no nvcc, a
-compiler error) and `try_load_kernels` turns the same failure into one `KernelFallbackWarning`.
-``STYLEGAN2ADA_OPS_VERBOSE=1`` shows the compiler commands and output while building.
+`KernelsUnavailable` with the reason (no CUDA build of torch, no device, no ninja, no host C++
+compiler or Python headers, no matching nvcc, a compiler error) and `try_load_kernels` turns the
+same failure into one `KernelFallbackWarning`. ``STYLEGAN2ADA_OPS_VERBOSE=1`` shows the compiler
+commands and output while building.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import sys
+import sysconfig
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
@@ -30,6 +36,8 @@ from pathlib import Path
 from types import ModuleType
 
 import torch
+
+from stylegan2ada.ops import toolkit
 
 SOURCE_DIR = Path(__file__).resolve().parent / "cuda"
 SOURCES = ("ops.cpp", "bias_act.cu", "upfirdn2d.cu")
@@ -56,8 +64,8 @@ def cache_root() -> Path:
     return Path(cache_home).expanduser() / "stylegan2ada" / "ops"
 
 
-def toolchain_fingerprint() -> dict[str, object]:
-    """What a built module depends on besides its sources: a change means a rebuild."""
+def toolchain_fingerprint(compiler: toolkit.Toolkit | None = None) -> dict[str, object]:
+    """What a built module depends on besides its sources (`compiler`: the nvcc used): a change means a rebuild."""
     capabilities: list[str] = []
     if torch.cuda.is_available():
         for index in range(torch.cuda.device_count()):
@@ -70,7 +78,7 @@ def toolchain_fingerprint() -> dict[str, object]:
         "platform": sys.platform,
         "capabilities": sorted(set(capabilities)),
         "arch_list": os.environ.get("TORCH_CUDA_ARCH_LIST", ""),
-        "cuda_home": os.environ.get("CUDA_HOME", ""),
+        "nvcc": "" if compiler is None else f"{compiler.nvcc} {compiler.version}",
     }
 
 
@@ -112,19 +120,42 @@ def file_lock(path: Path) -> Iterator[None]:
 
 
 def missing_prerequisite() -> str | None:
-    """The first reason found, without compiling anything, why the kernels cannot be built."""
+    """The first reason found, without compiling anything, why the kernels cannot be built.
+
+    On success the CUDA compiler found is kept for `load_kernels`.
+    """
+    global _compiler
     if torch.version.cuda is None:
         return f"this PyTorch build ({torch.__version__}) has no CUDA support"
     if not torch.cuda.is_available():
         return "no CUDA device is visible (torch.cuda.is_available() is False)"
+    if not toolkit.ensure_ninja_on_path():
+        return "ninja is not installed (pip install ninja)"
+    host_compiler = os.environ.get("CXX", "c++")
+    if shutil.which(host_compiler) is None:
+        return f"no C++ compiler ({host_compiler}) for the host code: install g++ (e.g. apt install g++)"
+    python_include = sysconfig.get_path("include", scheme="posix_prefix")
+    if not (Path(python_include) / "Python.h").exists():
+        return f"the Python headers are missing ({python_include}/Python.h): install python3-dev for this Python"
+    try:
+        _compiler = toolkit.find_toolkit(torch.version.cuda)
+    except toolkit.ToolkitNotFound as error:
+        return str(error)
+    return None
+
+
+@contextmanager
+def _cuda_home(home: Path | None) -> Iterator[None]:
+    """torch's builder pointed at `home` (None: torch's own choice) for the duration of a build."""
     from torch.utils import cpp_extension
 
-    if not cpp_extension.is_ninja_available():
-        return "ninja is not installed (pip install ninja)"
-    cuda_home = cpp_extension.CUDA_HOME
-    if cuda_home is None or not (Path(cuda_home) / "bin" / "nvcc").exists():
-        return "nvcc was not found (install the CUDA toolkit or set CUDA_HOME to it)"
-    return None
+    saved = cpp_extension.CUDA_HOME
+    if home is not None:
+        cpp_extension.CUDA_HOME = str(home)
+    try:
+        yield
+    finally:
+        cpp_extension.CUDA_HOME = saved
 
 
 def _summarise_build_error(error: BaseException, log_path: Path) -> str:
@@ -175,6 +206,7 @@ def build_extension(
 
 
 _load_lock = threading.Lock()
+_compiler: toolkit.Toolkit | None = None
 _kernels: ModuleType | None = None
 _failure: str | None = None
 _warned = False
@@ -189,19 +221,30 @@ def load_kernels() -> ModuleType:
         if _failure is None:
             _failure = missing_prerequisite()
         if _failure is None:
-            key = build_key()
+            key = build_key(fingerprint=toolchain_fingerprint(_compiler))
+            build_dir = cache_root() / f"{EXTENSION_NAME}-{key}"
             try:
-                _kernels = build_extension(
-                    f"{EXTENSION_NAME}_{key}",
-                    [SOURCE_DIR / source for source in SOURCES],
-                    cache_root() / f"{EXTENSION_NAME}-{key}",
-                    include_dirs=[SOURCE_DIR],
-                    verbose=os.environ.get("STYLEGAN2ADA_OPS_VERBOSE", "") == "1",
-                )
+                home = None if _compiler is None else toolkit.link_home(_compiler, cache_root())
+                with _cuda_home(home):
+                    _kernels = build_extension(
+                        f"{EXTENSION_NAME}_{key}",
+                        [SOURCE_DIR / source for source in SOURCES],
+                        build_dir,
+                        include_dirs=[SOURCE_DIR],
+                        verbose=os.environ.get("STYLEGAN2ADA_OPS_VERBOSE", "") == "1",
+                    )
+                compiler = "torch's CUDA_HOME" if _compiler is None else _compiler.describe()
+                print(f"stylegan2ada.ops: CUDA kernels ready, compiled by {compiler}, cached in {build_dir}",
+                      file=sys.stderr)
                 return _kernels
-            except KernelsUnavailable as error:
+            except (KernelsUnavailable, toolkit.ToolkitNotFound, OSError) as error:
                 _failure = str(error)
         raise KernelsUnavailable(_failure)
+
+
+def compiler_used() -> str | None:
+    """The CUDA compiler `load_kernels` found ("nvcc 13.0.88 (registry package: PATH)"), once it has looked."""
+    return None if _compiler is None else _compiler.describe()
 
 
 def try_load_kernels() -> ModuleType | None:
