@@ -24,6 +24,7 @@ from typing import Any
 
 import click
 
+from augstudy.locks import writing
 from augstudy.options import OptionError, check_types, options_to_dict
 from augstudy.outputs import OutputError, check_output
 from stylegan2ada.io import atomic_write_json
@@ -147,6 +148,7 @@ _USER_ERRORS = {
     "phantom": ("augstudy.data.phantom", "USER_ERRORS"),
     "prepare": ("augstudy.data.prepare", "USER_ERRORS"),
     "audit": ("augstudy.audit.run", "USER_ERRORS"),
+    "train_gan": ("augstudy.gan.train", "USER_ERRORS"),
     "metrics": ("augstudy.metrics.cli", "USER_ERRORS"),
     "sweep": ("augstudy.classify.sweep", "USER_ERRORS"),
 }
@@ -266,14 +268,20 @@ class Study:
         local = None if self.config.source == "phantom" or self.config.source.startswith("kaggle:") \
             else self.config.source
         try:
-            check_output(self.out, {"source": local})
+            check_output(self.out, {"source": local}, verb="run", owned=(STATE_FILE,))
         except OutputError as error:
             raise click.ClickException(str(error)) from error
 
     def run(self) -> Path:
-        """Run every step; returns the path of report.md."""
+        """Run every step, holding the study folder's writer lock; returns the path of report.md."""
         self.check_output()
-        self.out.mkdir(parents=True, exist_ok=True)
+        try:
+            with writing(self.out, "run"):
+                return self._run_steps()
+        except OutputError as error:  # another run holds the folder, or the disk is full
+            raise click.ClickException(str(error)) from error
+
+    def _run_steps(self) -> Path:
         config = self.config
         if config.source == "phantom":
             from augstudy.data.phantom import make_phantom

@@ -20,9 +20,11 @@ from typing import Any
 import click
 
 from augstudy.gan.cli_options import comma_list
+from augstudy.locks import writing
 from augstudy.options import RangedNumber, check_ranges, ranged, write_options
 from augstudy.outputs import OutputError, check_output
 from stylegan2ada.configs import CONFIG_NAMES
+from stylegan2ada.io import sha256_file
 
 CONDITIONAL_RUN = "conditional"
 TRANSFER_TABLE = "transfer.txt"
@@ -31,6 +33,8 @@ _SOURCE_SIZES = {"channel_base": "--cbase", "channel_max": "--cmax", "mapping_la
                  "mbstd_group": "--mbstd-group"}
 ALL_CLASSES_ZIP = "all.zip"
 OPTIONS_FILE = "train_gan_options.json"
+# Errors caused by the inputs or the disk: the CLI and `augstudy run` show their message, no traceback.
+USER_ERRORS = (OutputError,)
 
 # Fields of TrainGanOptions handed to stylegan2ada.training.TrainOptions under the same name when set;
 # None leaves the library's default (the reference train.py's) in place, so defaults live in one place.
@@ -155,7 +159,7 @@ def plan_runs(options: TrainGanOptions) -> list[GanRun]:
             raise click.UsageError(
                 f"{data} is missing: re-run `augstudy prepare` to write the all-classes zip."
             )
-        extra = {"class_names": _class_names(data), "data": str(data.resolve())}
+        extra = {"class_names": _class_names(data), "data": str(data.resolve()), "data_sha256": sha256_file(data)}
         return [GanRun(CONDITIONAL_RUN, data, out / CONDITIONAL_RUN, extra)]
 
     available = sorted(path.stem for path in gan_dir.glob("*.zip") if path.name != ALL_CLASSES_ZIP)
@@ -174,7 +178,8 @@ def plan_runs(options: TrainGanOptions) -> list[GanRun]:
             name,
             gan_dir / f"{name}.zip",
             out / name,
-            {"class_name": name, "data": str((gan_dir / f"{name}.zip").resolve())},
+            {"class_name": name, "data": str((gan_dir / f"{name}.zip").resolve()),
+             "data_sha256": sha256_file(gan_dir / f"{name}.zip")},
         )
         for name in chosen
     ]
@@ -239,6 +244,24 @@ def _newest_snapshot(run: GanRun) -> Path | None:
     from stylegan2ada.snapshot import latest_snapshot
 
     return latest_snapshot(run.run_dir) if run.run_dir.is_dir() else None
+
+
+def check_same_data(run: GanRun, snapshot: Path | None) -> None:
+    """Refuse to resume a run whose snapshot was trained on other data than the prepared zip holds now.
+
+    Snapshots record the sha256 of the zip they trained on; one from before that record is trusted.
+    """
+    from stylegan2ada.snapshot import snapshot_meta
+
+    if snapshot is None:
+        return
+    trained_on = snapshot_meta(snapshot).get("extra_meta", {}).get("data_sha256")
+    if trained_on is not None and trained_on != run.extra_meta["data_sha256"]:
+        raise click.UsageError(
+            f"[{run.name}] {snapshot} was trained on other data than {run.data} holds now (the prepared data "
+            f"changed since); choose another --out to train on the new data, or re-prepare the data as before "
+            f"to continue this run."
+        )
 
 
 def _done_nimg(snapshot: Path | None) -> int:
@@ -334,10 +357,7 @@ def train_gans(options: TrainGanOptions) -> dict[str, Path | None]:
     """
     runs = plan_runs(options)
     check_resume_from(options)
-    try:
-        out = check_output(options.out, {"--data": options.data})
-    except OutputError as error:
-        raise click.UsageError(str(error)) from error
+    out = _checked_out(options)
     if options.ops is not None:  # fail before any work when the requested kernels cannot be used
         from stylegan2ada import ops
 
@@ -345,7 +365,6 @@ def train_gans(options: TrainGanOptions) -> dict[str, Path | None]:
             ops.set_impl(options.ops)
         except RuntimeError as error:
             raise click.UsageError(f"--ops {options.ops}: {error}") from error
-    write_options(out / OPTIONS_FILE, options)
 
     pending: list[tuple[GanRun, Any, float]] = []
     finished: dict[str, Path | None] = {}
@@ -356,6 +375,7 @@ def train_gans(options: TrainGanOptions) -> dict[str, Path | None]:
                 f"{run.run_dir} already holds {newest.name}; drop --no-resume to continue "
                 f"it, or choose another --out to start afresh."
             )
+        check_same_data(run, newest)
         train_options = train_options_for(options, run, resume=newest is not None)
         done_nimg = _done_nimg(newest)
         progress = f"{done_nimg / 1000:g} of {train_options.kimg:g} kimg"
@@ -370,12 +390,21 @@ def train_gans(options: TrainGanOptions) -> dict[str, Path | None]:
         if train_options.resume_from is not None:
             _report_transfer(options, run)
     hooks = {run.name: _metrics_hook(options, run) for run, _, _ in pending}
-    with torch_threads(options.threads):
+    with writing(out, "train-gan"), torch_threads(options.threads):
+        write_options(out / OPTIONS_FILE, options)  # only once every option passed its checks
         trained = _train_pending(options, pending, hooks)
     if trained is None:
         return {**finished, **{run.name: None for run, _, _ in pending}}
     finished.update(trained)
     return {run.name: finished[run.name] for run in runs}
+
+
+def _checked_out(options: TrainGanOptions) -> Path:
+    """--out, checked as `check_output` does for every verb (the dry run checks it too)."""
+    try:
+        return check_output(options.out, {"--data": options.data}, verb="train-gan", owned=(OPTIONS_FILE,))
+    except OutputError as error:
+        raise click.UsageError(str(error)) from error
 
 
 @contextlib.contextmanager
@@ -525,6 +554,10 @@ def train_gan_command(dry_run: bool, **kwargs: Any) -> None:
     options = TrainGanOptions(**kwargs)
     if dry_run:
         check_resume_from(options)
+        _checked_out(options)
         click.echo(json.dumps(describe_runs(options), indent=2, sort_keys=True, default=str))
         return
-    train_gans(options)
+    try:
+        train_gans(options)
+    except USER_ERRORS as error:
+        raise click.ClickException(str(error)) from error

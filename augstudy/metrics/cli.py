@@ -122,13 +122,13 @@ def gan_metrics_command(**kwargs: Any) -> None:
         metrics = parse_metrics(kwargs.pop("metrics"))
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--metrics") from error
-    options = GanMetricsOptions(
-        metrics=metrics,
-        kid_num_subsets=kwargs.pop("kid_subsets"),
-        kid_max_subset_size=kwargs.pop("kid_subset_size"),
-        **kwargs,
-    )
     try:
+        options = GanMetricsOptions(
+            metrics=metrics,
+            kid_num_subsets=kwargs.pop("kid_subsets"),
+            kid_max_subset_size=kwargs.pop("kid_subset_size"),
+            **kwargs,
+        )
         report = gan_metrics(options)
     except USER_ERRORS as error:
         raise click.ClickException(str(error)) from error
