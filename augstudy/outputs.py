@@ -19,12 +19,28 @@ import os
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+import click
 
 LOCK_NAME = ".augstudy-lock"  # the writer lock of an output folder; it records the last writer's verb
 
 
 class OutputError(ValueError):
     """The output overlaps an input or cannot be written; the message names both and says why."""
+
+
+class OutputPath(click.Path):
+    """click.Path for an --out: an empty name is refused, where click would quietly read it as the
+    current folder (`phantom --out ''` once wrote Data/ into it)."""
+
+    def __init__(self, *, file: bool = False) -> None:
+        super().__init__(file_okay=file, dir_okay=not file, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail(f"{value!r}: give a {'file' if self.file_okay else 'folder'} name", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 def _within(inner: Path, outer: Path) -> bool:

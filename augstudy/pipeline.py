@@ -26,7 +26,7 @@ import click
 
 from augstudy.locks import writing
 from augstudy.options import OptionError, check_types, options_to_dict
-from augstudy.outputs import OutputError, check_output
+from augstudy.outputs import OutputError, OutputPath, check_output
 from stylegan2ada.io import atomic_write_json
 
 STEPS = ("phantom", "prepare", "audit", "train_gan", "generate", "metrics", "sweep", "report")
@@ -418,7 +418,7 @@ def _run_study(config_path: Path, out: Path | None, source: str | None = None) -
 
 @click.command("run")
 @click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", type=OutputPath(),
               help="Study folder  [default: the config's [study] out]")
 @click.option("--source", help="Data source overriding the config's: a folder, kaggle:OWNER/SLUG or phantom.")
 @click.option("--dry-run", is_flag=True, help="Check the config, print every step's options and exit.")
@@ -441,7 +441,7 @@ def run_command(config: Path, out: Path | None, source: str | None, dry_run: boo
 
 
 @click.command("demo")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-out"),
+@click.option("--out", type=OutputPath(), default=Path("demo-out"),
               show_default=True, help="Study folder.")
 def demo_command(out: Path) -> None:
     """The whole study offline on built-in phantom data (a few minutes on a laptop CPU)."""

@@ -50,7 +50,7 @@ from augstudy.options import (
     ranged,
     write_options,
 )
-from augstudy.outputs import OutputError, check_output
+from augstudy.outputs import OutputError, OutputPath, check_output
 from stylegan2ada.io import atomic_write_json, sha256_file
 
 AUDIT_NAME = "audit.json"
@@ -372,7 +372,7 @@ def format_audit(report: dict[str, Any]) -> str:
               help="Prepared folder (from `augstudy prepare`).")
 @click.option("--pool", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Synthetic pool (<class>/*.png): also probe real vs synthetic per class.")
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", required=True, type=OutputPath(),
               help="Folder for audit.json and audit_options.json.")
 @click.option("--split", type=click.Choice(SPLIT_MODES), default=None, help="[default: prepare's --split]")
 @click.option("--threshold", type=RangedNumber(AuditOptions, "threshold"), default=DEFAULT_THRESHOLD, show_default=True,

@@ -30,7 +30,7 @@ from augstudy.classify.saved import ClassifierInfo, load_model, read_info
 from augstudy.classify.train import ArraySource, ImageSource, predict_proba
 from augstudy.locks import full_disk_reported
 from augstudy.options import OptionError, RangedNumber, check_ranges, ranged, write_options
-from augstudy.outputs import OutputError, check_output
+from augstudy.outputs import OutputError, OutputPath, check_output
 from stylegan2ada.io import atomic_write_text
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -172,7 +172,7 @@ def run_predict(options: PredictOptions) -> pd.DataFrame:
 @click.option("--model", "model", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
               help="A classifier folder written by `augstudy sweep` (RESULTS/models/...).")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write a CSV here.")
+@click.option("--out", type=OutputPath(file=True), help="Also write a CSV here.")
 @click.option("--keras-backend", type=click.Choice(KERAS_BACKENDS),
               help="Keras backend  [default: the one the model was trained with]")
 @click.option("--weights", help="Local backbone weights file, when the one recorded is not on this machine.")

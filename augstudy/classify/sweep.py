@@ -100,7 +100,7 @@ from augstudy.options import (
     ranged,
     write_options,
 )
-from augstudy.outputs import OutputError, check_output
+from augstudy.outputs import OutputError, OutputPath, check_output
 from stylegan2ada.io import atomic_write_json, sha256_file
 
 if TYPE_CHECKING:
@@ -620,7 +620,7 @@ def _run_sweep(options: SweepOptions) -> SweepOutcome:
               help="Prepared folder (augstudy prepare --out).")
 @click.option("--pool", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Synthetic pool: a folder of <class>/*.png (augstudy generate --out).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="RESULTS folder.")
+@click.option("--out", type=OutputPath(), required=True, help="RESULTS folder.")
 @click.option("--arms", default="gan", show_default=True,
               help=f"Comma-separated arms out of {', '.join(ARMS)}.")
 @click.option("--ratios", default="0,25,50,75,100", show_default=True,

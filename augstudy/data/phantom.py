@@ -34,7 +34,7 @@ from augstudy.options import (
     ranged,
     write_options,
 )
-from augstudy.outputs import check_output
+from augstudy.outputs import OutputPath, check_output
 from stylegan2ada.io import atomic_write_bytes
 
 OPTIONS_NAME = "phantom_options.json"
@@ -287,7 +287,7 @@ def _comparable(options: PhantomOptions) -> dict[str, object]:
 
 
 @click.command("phantom")
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to write.")
+@click.option("--out", required=True, type=OutputPath(), help="Folder to write.")
 @click.option("--per-class", type=RangedNumber(PhantomOptions, "per_class"),
               default=80, show_default=True, help="Images per class, all splits.")
 @click.option("--seed", type=RangedNumber(PhantomOptions, "seed"), default=0, show_default=True)

@@ -79,7 +79,7 @@ from augstudy.options import (
     ranged,
     write_options,
 )
-from augstudy.outputs import OutputError, check_output
+from augstudy.outputs import OutputError, OutputPath, check_output
 from stylegan2ada.io import (
     atomic_write_bytes,
     atomic_write_json,
@@ -258,7 +258,7 @@ def format_summary(result: PrepareResult) -> str:
 
 @click.command("prepare")
 @click.argument("source")
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", required=True, type=OutputPath(),
               help="Prepared folder to write.")
 @click.option("--resolution", type=RangedNumber(PrepareOptions, "resolution"),
               default=256, show_default=True, help="Square side; a power of two.")

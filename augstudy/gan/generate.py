@@ -26,7 +26,7 @@ from PIL import Image, PngImagePlugin
 from augstudy.gan.cli_options import comma_list
 from augstudy.locks import writing
 from augstudy.options import MAX_SIDE, RangedNumber, check_memory, check_ranges, ranged, write_options
-from augstudy.outputs import OutputError, check_output
+from augstudy.outputs import OutputError, OutputPath, check_output
 from stylegan2ada.io import atomic_open, atomic_write_bytes, sha256_bytes, sha256_file
 
 MANIFEST_FIELDS = (
@@ -525,7 +525,7 @@ def _seeds_option(ctx: click.Context, param: click.Parameter, value: str | None)
     help="Snapshot (.pt) or official NVlabs .pkl (read without running its code); repeat for one "
     "unconditional network per class.",
 )
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Pool folder.")
+@click.option("--out", type=OutputPath(), required=True, help="Pool folder.")
 @click.option("--per-class", type=RangedNumber(GenerateOptions, "per_class"),
               help="Images per class (seeds 0..N-1).")
 @click.option("--seeds", callback=_seeds_option, help="Seeds, e.g. 0-999 or 0,5,10-19.")

@@ -13,7 +13,7 @@ import click
 
 from augstudy.gan.cli_options import comma_list
 from augstudy.locks import DiskFullError, full_disk_reported
-from augstudy.outputs import OutputError, check_output
+from augstudy.outputs import OutputError, OutputPath, check_output
 
 
 def import_network(pkl: Path, out: Path, classes: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -70,7 +70,7 @@ def import_network(pkl: Path, out: Path, classes: tuple[str, ...] = ()) -> dict[
 @click.argument("pkl", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option(
     "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutputPath(file=True),
     required=True,
     help="Snapshot to write (.pt), readable by generate, gan-metrics and train-gan --resume-from.",
 )

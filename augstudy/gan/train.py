@@ -22,7 +22,7 @@ import click
 from augstudy.gan.cli_options import comma_list
 from augstudy.locks import writing
 from augstudy.options import RangedNumber, check_ranges, ranged, write_options
-from augstudy.outputs import OutputError, check_output
+from augstudy.outputs import OutputError, OutputPath, check_output
 from stylegan2ada.configs import CONFIG_NAMES
 from stylegan2ada.io import sha256_file
 
@@ -228,16 +228,19 @@ def train_options_for(options: TrainGanOptions, run: GanRun, *, resume: bool) ->
 
 def describe_runs(options: TrainGanOptions) -> dict[str, dict[str, Any]]:
     """Per run, the resolved training options with G and D parameter counts (what --dry-run prints)."""
+    return {run.name: _describe(run, train_options_for(options, run, resume=_newest_snapshot(run) is not None))
+            for run in plan_runs(options)}
+
+
+def _describe(run: GanRun, train_options: Any) -> dict[str, Any]:
+    """The library's description of one run; building its networks refuses what training would refuse
+    (e.g. --freezed beyond D's layers, a --resume-from network that cannot be adapted to this data)."""
     from stylegan2ada.training import describe
 
-    described = {}
-    for run in plan_runs(options):
-        train_options = train_options_for(options, run, resume=_newest_snapshot(run) is not None)
-        try:
-            described[run.name] = describe(train_options)
-        except ValueError as error:  # e.g. a --resume-from network that cannot be adapted to this data
-            raise click.UsageError(f"[{run.name}] {error}") from None
-    return described
+    try:
+        return describe(train_options)
+    except ValueError as error:
+        raise click.UsageError(f"[{run.name}] {error}") from None
 
 
 def _newest_snapshot(run: GanRun) -> Path | None:
@@ -387,6 +390,7 @@ def train_gans(options: TrainGanOptions) -> dict[str, Path | None]:
                 print(f"[{run.name}] resuming from {newest.name} ({progress}).", flush=True)
             pending.append((run, train_options, done_nimg / 1000))
     for run, train_options, _ in pending:
+        _describe(run, train_options)  # fails here, before any work, on what training would fail on
         if train_options.resume_from is not None:
             _report_transfer(options, run)
     hooks = {run.name: _metrics_hook(options, run) for run, _, _ in pending}
@@ -462,7 +466,7 @@ def _train_pending(options: TrainGanOptions, pending: list[tuple[GanRun, Any, fl
 )
 @click.option(
     "--out",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=OutputPath(),
     required=True,
     help="Folder of run folders (one per class, or `conditional`).",
 )

@@ -21,6 +21,7 @@ from augstudy.metrics.evaluate import GanMetricsOptions, gan_metrics, output_pat
 from augstudy.metrics.inception import InceptionUnavailableError
 from augstudy.metrics.swd import NORMALIZATIONS
 from augstudy.options import RangedNumber
+from augstudy.outputs import OutputPath
 
 # Errors caused by the inputs or options: the CLI and `augstudy run` show their message, no traceback.
 USER_ERRORS = (InceptionUnavailableError, FileNotFoundError, ValueError)
@@ -64,7 +65,7 @@ USER_ERRORS = (InceptionUnavailableError, FileNotFoundError, ValueError)
 )
 @click.option(
     "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutputPath(file=True),
     default=None,
     help="Report JSON [default: FAKE/metrics.json].",
 )

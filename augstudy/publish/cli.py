@@ -11,7 +11,7 @@ import click
 from augstudy.locks import writing
 from augstudy.optional import MissingDependencyError
 from augstudy.options import MAX_SIDE, class_list
-from augstudy.outputs import OutputError, check_output
+from augstudy.outputs import OutputError, OutputPath, check_output
 from augstudy.publish.build import BuildResult, PublishOptions, options_path, prepare_release, write_release
 from augstudy.publish.datasheet import plural
 from augstudy.publish.errors import PublishError
@@ -67,7 +67,7 @@ def _split(text: str) -> tuple[str, ...]:
 )
 @click.option(
     "--out",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=OutputPath(),
     required=True,
     help="Dataset folder to build; it is what gets uploaded.",
 )
