@@ -123,7 +123,8 @@ def writing(folder: str | os.PathLike[str], verb: str, *, needed: int | None = N
             yield folder
     except BaseException:
         if created and folder.is_dir() and {item.name for item in folder.iterdir()} <= {LOCK_NAME}:
-            (folder / LOCK_NAME).unlink(missing_ok=True)  # a run that failed at once leaves no trace
+            path.unlink(missing_ok=True)  # a run that failed before writing anything leaves no trace
+            (folder / LOCK_NAME).unlink(missing_ok=True)
             folder.rmdir()
         raise
     finally:

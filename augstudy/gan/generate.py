@@ -25,7 +25,15 @@ from PIL import Image, PngImagePlugin
 
 from augstudy.gan.cli_options import comma_list
 from augstudy.locks import writing
-from augstudy.options import MAX_SIDE, RangedNumber, check_memory, check_ranges, ranged, write_options
+from augstudy.options import (
+    MAX_SIDE,
+    OptionError,
+    RangedNumber,
+    check_memory,
+    check_ranges,
+    ranged,
+    write_options,
+)
 from augstudy.outputs import OutputError, OutputPath, check_output
 from stylegan2ada.io import atomic_open, atomic_write_bytes, sha256_bytes, sha256_file
 
@@ -565,4 +573,8 @@ def _seeds_option(ctx: click.Context, param: click.Parameter, value: str | None)
 )
 def generate_command(**kwargs: Any) -> None:
     """Generate a synthetic pool POOL/<class>/seedNNNNN.png (+ manifest.csv, preview.png) from snapshots."""
-    generate_pool(GenerateOptions(**kwargs))
+    try:
+        options = GenerateOptions(**kwargs)
+    except OptionError as error:  # a size beyond this machine's memory
+        raise click.ClickException(str(error)) from error
+    generate_pool(options)

@@ -34,6 +34,12 @@ class PublishResult:
     flagged_published: tuple[str, ...]
 
 
+def build_lock(out: Path) -> Path:
+    """The writer lock of a release folder: beside it, with the build's temp folders, as the build
+    replaces the folder itself by a rename."""
+    return out.resolve().parent / f".{out.name}.publish-lock"
+
+
 def publish(options: PublishOptions, api: Any = None) -> PublishResult:
     """Validate, build --out, and with --upload send it to Kaggle (through `api` when given).
 
@@ -43,11 +49,10 @@ def publish(options: PublishOptions, api: Any = None) -> PublishResult:
     out = Path(options.out)
     check_output(out, {"--pool": options.pool, "--prepared": options.prepared}, verb="publish",
                  owned=(METADATA_FILE,))
-    release = prepare_release(options)
-    if options.upload and not options.dry_run and api is None:
-        api = connect_kaggle()
-    # The build replaces --out by a rename, so its lock lives beside it, with the build's temp folders.
-    with writing(out, "publish", lock_file=out.resolve().parent / f".{out.name}.publish-lock"):
+    with writing(out, "publish", lock_file=build_lock(out)):
+        release = prepare_release(options)
+        if options.upload and not options.dry_run and api is None:
+            api = connect_kaggle()
         build = write_release(release)
     plan = plan_upload(build.folder, options.public, options.version_notes)
     uploaded = upload_dataset(plan, api) if options.upload and not options.dry_run else None
