@@ -190,8 +190,20 @@ def _step_options(config: StudyConfig, step: str, **wired: Any) -> Any:
         raise ConfigError(f"{config.path}: [{step}] {error}") from error
 
 
-def _fingerprint(options: Any) -> str:
-    return hashlib.sha256(json.dumps(options_to_dict(options), sort_keys=True, default=str).encode()).hexdigest()
+def _fingerprint(options: Any, inputs: Any = None) -> str:
+    """Of a step's options and, when given, of what it reads that its options do not name."""
+    payload = options_to_dict(options) if inputs is None else {"options": options_to_dict(options), "inputs": inputs}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _source_listing(source: str) -> list[tuple[str, int, int]] | None:
+    """Every file of a local source folder with its size and mtime: changed images re-run prepare
+    (and so every step after it) instead of leaving the study on the old ones."""
+    root = Path(source)
+    if not root.is_dir():
+        return None
+    return [(path.relative_to(root).as_posix(), path.stat().st_size, path.stat().st_mtime_ns)
+            for path in sorted(root.rglob("*")) if path.is_file()]
 
 
 class Study:
@@ -246,8 +258,8 @@ class Study:
         except json.JSONDecodeError:
             return {"steps": {}}
 
-    def _run_step(self, step: str, options: Any, action: Callable[[], Any]) -> Any:
-        fingerprint = _fingerprint(options)
+    def _run_step(self, step: str, options: Any, action: Callable[[], Any], inputs: Any = None) -> Any:
+        fingerprint = _fingerprint(options, inputs)
         record = self.state["steps"].get(step)
         if not self.invalidated and record and record.get("fingerprint") == fingerprint:
             self.log(f"== {step}: done earlier with the same options; skipped")
@@ -291,7 +303,7 @@ class Study:
         from augstudy.data.prepare import format_summary, prepare
         prepare_options = self.options("prepare")
         self._run_step("prepare", prepare_options,
-                       lambda: self.log(format_summary(prepare(prepare_options))))
+                       lambda: self.log(format_summary(prepare(prepare_options))), _source_listing(self.source))
         self._run_audit()
 
         from augstudy.gan.train import train_gans

@@ -231,6 +231,8 @@ FULL_DISK = [
      disk_full),
     ("audit --data {prepared} --out {out} --no-backbone-features", "augstudy.audit.run.atomic_write_json",
      disk_full),
+    # the first call of the sweep's work (so the test needs no Keras): the lock's translation covers it all
+    ("sweep --data {prepared} --out {out} --ratios 0", "augstudy.classify.sweep.resolve_keras_backend", disk_full),
     ("gan-metrics --real {prepared} --fake {pool} --metrics swd --out {out}/m.json",
      "augstudy.metrics.evaluate.atomic_write_json", disk_full),
     ("run {config} --out {out}", "augstudy.pipeline.atomic_write_json", disk_full),
@@ -474,3 +476,26 @@ def test_a_sweep_cell_is_not_reused_after_the_data_was_re_prepared(tmp_path: Pat
     assert (study.data / "manifest.csv").read_bytes() == manifest
     result = CliRunner().invoke(main, line)
     assert_clean_failure(result, "was made with other options or data", "data_sha256")
+
+
+def test_a_study_re_prepares_when_its_source_images_change(world: dict[str, Path], tmp_path: Path) -> None:
+    """`augstudy run` skips a finished step whose options did not change; changed source images must
+    still re-run prepare (and with it every later step), not leave the study on the old images."""
+    from augstudy.pipeline import Study, _source_listing, load_config
+
+    shutil.copytree(world["phantom"], tmp_path / "data")
+    config = tmp_path / "study.toml"
+    config.write_text('[study]\nname = "t"\nsource = "data"\nout = "study"\n', encoding="utf-8")
+    study = Study(load_config(config), log=lambda line: None)
+    runs: list[int] = []
+
+    def step() -> None:
+        study._run_step("prepare", study.options("prepare"), lambda: runs.append(1), _source_listing(study.source))
+
+    step()
+    step()
+    assert len(runs) == 1  # unchanged: skipped
+    image = next((tmp_path / "data").rglob("*.png"))
+    Image.fromarray(255 - np.asarray(Image.open(image))).save(image)
+    step()
+    assert len(runs) == 2 and study.invalidated  # the later steps re-run too

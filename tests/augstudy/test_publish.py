@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import errno
 import json
 import sys
 import types
@@ -17,6 +18,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from augstudy.cli import main
+from augstudy.locks import DiskFullError
 from augstudy.outputs import OutputError
 from augstudy.publish.build import PublishOptions, options_path, prepare_release
 from augstudy.publish.cli import publish
@@ -727,3 +729,15 @@ def test_cli_reports_errors_without_a_traceback(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert "id (slug): 'x' is 1 characters" in result.output and "Traceback" not in result.output
+
+
+def test_a_full_disk_is_reported_and_leaves_no_half_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def disk_full(*args: Any) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    make_pool(tmp_path)
+    monkeypatch.setattr("augstudy.publish.build._write_contents", disk_full)
+    with pytest.raises(DiskFullError, match="release is full"):
+        publish(options_for(tmp_path))
+    assert not (tmp_path / "release").exists()
+    assert not [path for path in tmp_path.glob(".release.*") if path.is_dir()]
