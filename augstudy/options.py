@@ -244,6 +244,19 @@ def check_memory(flag: str, name: str, value: Any, needed: float, what: str) -> 
                                              f"machine has {available / 1e9:.3g} GB available; give a smaller value")
 
 
+# Backbone activation memory per input pixel of one image (ResNet50 forward pass, float32, an upper
+# order of magnitude); times the input side squared and the images per pass it must fit in memory.
+BACKBONE_BYTES_PER_PIXEL = 600
+
+
+def check_backbone_memory(input_size: int | None, batch: int, flag: str = "--feature-batch-size",
+                          name: str = "feature_batch_size", default_size: int = 224) -> None:
+    """A backbone pass over `batch` images of side `input_size` (None: the backbone's, about 224) fits in memory."""
+    side = input_size or default_size
+    check_memory(flag, name, batch, BACKBONE_BYTES_PER_PIXEL * side**2 * batch,
+                 f"a backbone pass over {batch} images of {side} px")
+
+
 def check_percentages(flag: str, name: str, values: Any) -> None:
     """A list of percentages: finite numbers >= 0 without repeats (the --ratios rule, for configs too)."""
     numbers = list(values)

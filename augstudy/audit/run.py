@@ -45,6 +45,7 @@ from augstudy.options import (
     MAX_SIDE,
     OptionError,
     RangedNumber,
+    check_backbone_memory,
     check_ranges,
     options_to_dict,
     ranged,
@@ -103,14 +104,16 @@ class AuditOptions:
 
     def __post_init__(self) -> None:
         check_ranges(self)
+        check_backbone_memory(self.input_size, self.feature_batch_size)
 
 
 def run_audit(options: AuditOptions) -> dict[str, Any]:
     """Audit a prepared folder (and pool); writes and returns the audit.json content."""
     _check(options)
     try:
-        out = check_output(options.out, {"--data": options.data, "--pool": options.pool}, verb="audit",
-                           owned=(AUDIT_NAME,))
+        weights = None if options.weights in ("imagenet", "none") else options.weights
+        out = check_output(options.out, {"--data": options.data, "--pool": options.pool, "--weights": weights},
+                           verb="audit", owned=(AUDIT_NAME,))
         with writing(out, "audit"):
             return _audit(options, out)
     except OutputError as error:  # the output, its lock or a full disk

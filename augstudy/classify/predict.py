@@ -29,7 +29,14 @@ from augstudy.classify.images import IMAGE_PIPELINE_ID, Geometry, ImageReadError
 from augstudy.classify.saved import ClassifierInfo, load_model, read_info
 from augstudy.classify.train import ArraySource, ImageSource, predict_proba
 from augstudy.locks import full_disk_reported
-from augstudy.options import OptionError, RangedNumber, check_ranges, ranged, write_options
+from augstudy.options import (
+    OptionError,
+    RangedNumber,
+    check_backbone_memory,
+    check_ranges,
+    ranged,
+    write_options,
+)
 from augstudy.outputs import OutputError, OutputPath, check_output
 from stylegan2ada.io import atomic_write_text
 
@@ -52,6 +59,7 @@ class PredictOptions:
 
     def __post_init__(self) -> None:
         check_ranges(self)
+        check_backbone_memory(None, self.batch_size, "--batch-size", "batch_size")
 
 
 def list_images(inputs: Sequence[Path]) -> list[Path]:

@@ -93,7 +93,7 @@ from augstudy.options import (
     MAX_SIDE,
     OptionError,
     RangedNumber,
-    check_memory,
+    check_backbone_memory,
     check_percentages,
     check_ranges,
     options_to_dict,
@@ -113,9 +113,6 @@ CLASS_WEIGHTS = ("none", "balanced")
 MIN_BOOTSTRAP = 100
 # More replicates than this do not change a percentile interval's printed digits; they only fill memory.
 MAX_BOOTSTRAP = 100_000
-# Backbone activation memory per input pixel of one image (ResNet50 forward pass, float32, measured
-# order of magnitude); times --input-size squared and --feature-batch-size it must fit in memory.
-BACKBONE_BYTES_PER_PIXEL = 600
 OUTPUT_MARKS = ("sweep_options.json", "cells")  # a sweep folder written before its lock existed
 
 
@@ -170,10 +167,7 @@ class SweepOptions:
         check_ranges(self)
         check_percentages("--ratios", "ratios", self.ratios)
         check_percentages("--real-fractions", "real_fractions", self.real_fractions)
-        if self.input_size is not None:
-            check_memory("--input-size", "input_size", self.input_size,
-                         BACKBONE_BYTES_PER_PIXEL * self.input_size**2 * self.feature_batch_size,
-                         f"a backbone pass over {self.feature_batch_size} images (--feature-batch-size)")
+        check_backbone_memory(self.input_size, self.feature_batch_size)
 
 
 @dataclass(frozen=True)
@@ -555,9 +549,15 @@ def _finished_cell(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | 
     return cell
 
 
+def sweep_inputs(options: SweepOptions) -> dict[str, Path | str | None]:
+    """What the sweep reads, which its --out may neither lie in nor hold."""
+    weights = None if options.weights in ("imagenet", "none", "auto") else options.weights
+    return {"--data": options.data, "--pool": options.pool, "--weights": weights}
+
+
 def run_sweep(options: SweepOptions) -> SweepOutcome:
     """Train every missing cell of the arms x levels x seeds grid, then write tables and figures."""
-    check_output(options.out, {"--data": options.data, "--pool": options.pool}, verb="sweep", owned=OUTPUT_MARKS)
+    check_output(options.out, sweep_inputs(options), verb="sweep", owned=OUTPUT_MARKS)
     with writing(options.out, "sweep"):
         return _run_sweep(options)
 
@@ -687,8 +687,7 @@ def sweep_command(ratios: str, arms: str, real_fractions: str, quiet: bool, dry_
                                arms=tuple(part.strip() for part in arms.split(",") if part.strip()),
                                real_fractions=parse_ratios(real_fractions, "--real-fractions"), **kwargs)
         if dry_run:  # checks what the run checks, writes nothing
-            check_output(options.out, {"--data": options.data, "--pool": options.pool}, verb="sweep",
-                         owned=OUTPUT_MARKS)
+            check_output(options.out, sweep_inputs(options), verb="sweep", owned=OUTPUT_MARKS)
             resolved = resolve_options(options, read_prepared(options.data, options.split))
             click.echo(json.dumps(options_to_dict(resolved), indent=2))
             return

@@ -82,11 +82,11 @@ class GenerateOptions:
     seeds: tuple[int, ...] = ()
     truncation: float = ranged(1.0, low=0, high=1, flag="--trunc")
     noise_mode: str = "const"
-    batch: int = ranged(16, low=1, integer=True)
+    batch: int = ranged(16, low=1, high=4096, integer=True)
     size: int | None = ranged(None, low=4, high=MAX_SIDE, integer=True)
     classes: tuple[str, ...] = ()
     device: str = "auto"
-    preview_per_class: int = ranged(8, low=1, integer=True)
+    preview_per_class: int = ranged(8, low=1, high=64, integer=True)
 
     def __post_init__(self) -> None:
         check_ranges(self)
@@ -123,6 +123,11 @@ def parse_seeds(spec: str) -> tuple[int, ...]:
                 first, last = (int(part) for part in chunk.split("-", 1))
                 if last < first:
                     raise ValueError
+                try:  # before the range is expanded into memory
+                    check_memory("--seeds", "seeds", spec, (len(seeds) + last - first + 1) * BYTES_PER_PLANNED_IMAGE,
+                                 "a pool of this many images per class")
+                except OptionError as error:
+                    raise click.BadParameter(error.problem, param_hint="--seeds") from None
                 seeds.extend(range(first, last + 1))
             else:
                 seeds.append(int(chunk))

@@ -32,6 +32,11 @@ TRANSFER_TABLE = "transfer.txt"
 _SOURCE_SIZES = {"channel_base": "--cbase", "channel_max": "--cmax", "mapping_layers": "--map",
                  "mbstd_group": "--mbstd-group"}
 ALL_CLASSES_ZIP = "all.zip"
+# Upper ends of the sizes that fill memory: 4x the largest minibatch of the reference configs on 8 GPUs
+# (--cbase and --cmax stop at 4x the largest reference config), and the images of a snapshot metric
+# (50k is FID's usual count).
+MAX_BATCH = 4 * 512
+MAX_METRICS_IMAGES = 100_000
 OPTIONS_FILE = "train_gan_options.json"
 # Errors caused by the inputs or the disk: the CLI and `augstudy run` show their message, no traceback.
 USER_ERRORS = (OutputError,)
@@ -94,7 +99,7 @@ class TrainGanOptions:
     conditional: bool = False
     cfg: str | None = None
     kimg: float | None = ranged(None, low=0, low_open=True)
-    batch: int | None = ranged(None, low=1, integer=True)
+    batch: int | None = ranged(None, low=1, high=MAX_BATCH, integer=True)
     gamma: float | None = ranged(None, low=0)
     aug: str | None = None
     p: float | None = ranged(None, low=0, high=1)
@@ -110,8 +115,8 @@ class TrainGanOptions:
     fp32: bool | None = None
     gpus: int = ranged(1, low=1, integer=True)
     workers: int | None = ranged(None, low=0, integer=True)
-    channel_base: int | None = ranged(None, low=1, integer=True, flag="--cbase")
-    channel_max: int | None = ranged(None, low=1, integer=True, flag="--cmax")
+    channel_base: int | None = ranged(None, low=1, high=4 * 32768, integer=True, flag="--cbase")
+    channel_max: int | None = ranged(None, low=1, high=4 * 512, integer=True, flag="--cmax")
     mapping_layers: int | None = ranged(None, low=1, integer=True, flag="--map")
     glr: float | None = ranged(None, low=0, low_open=True)
     dlr: float | None = ranged(None, low=0, low_open=True)
@@ -121,7 +126,7 @@ class TrainGanOptions:
     tick_kimg: float | None = ranged(None, low=0, low_open=True, flag="--tick")
     nonfinite_limit: int | None = ranged(None, low=1, integer=True)
     metrics: tuple[str, ...] = ()
-    metrics_images: int | None = ranged(None, low=1, integer=True)
+    metrics_images: int | None = ranged(None, low=1, high=MAX_METRICS_IMAGES, integer=True)
     inception: Path | None = None
     cpu_train: bool = True
     threads: int | None = ranged(None, low=1, integer=True)
@@ -406,7 +411,8 @@ def train_gans(options: TrainGanOptions) -> dict[str, Path | None]:
 def _checked_out(options: TrainGanOptions) -> Path:
     """--out, checked as `check_output` does for every verb (the dry run checks it too)."""
     try:
-        return check_output(options.out, {"--data": options.data}, verb="train-gan", owned=(OPTIONS_FILE,))
+        return check_output(options.out, {"--data": options.data, "--resume-from": options.resume_from,
+                                          "--inception": options.inception}, verb="train-gan", owned=(OPTIONS_FILE,))
     except OutputError as error:
         raise click.UsageError(str(error)) from error
 

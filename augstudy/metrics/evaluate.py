@@ -46,7 +46,14 @@ from augstudy.metrics.inception import InceptionUnavailableError
 from augstudy.metrics.kid_fid import frechet_inception_distance, kernel_inception_distance
 from augstudy.metrics.memorisation import MemorisationOptions, memorisation_check, pixel_vectors
 from augstudy.metrics.swd import sliced_wasserstein_distance
-from augstudy.options import check_memory, check_ranges, ranged, write_options
+from augstudy.options import (
+    MAX_SIDE,
+    check_backbone_memory,
+    check_memory,
+    check_ranges,
+    ranged,
+    write_options,
+)
 from augstudy.outputs import check_output, last_writer
 from stylegan2ada.io import atomic_write_json
 
@@ -90,13 +97,14 @@ class GanMetricsOptions:
     kid_num_subsets: int = ranged(KID_NUM_SUBSETS, low=1, integer=True, flag="--kid-subsets")
     kid_max_subset_size: int = ranged(KID_MAX_SUBSET_SIZE, low=2, integer=True, flag="--kid-subset-size")
     swd_normalization: str = SWD_NORMALIZATION
-    memo_pixel_size: int = ranged(MEMO_PIXEL_SIZE, low=1, integer=True)
+    memo_pixel_size: int = ranged(MEMO_PIXEL_SIZE, low=1, high=MAX_SIDE, integer=True)
     memo_ratio: float = ranged(MEMO_RATIO, low=0, high=1)
     memo_pixel_threshold: float = ranged(MEMO_PIXEL_ABSOLUTE_THRESHOLD, low=0)
     memo_feature_threshold: float = ranged(MEMO_FEATURE_ABSOLUTE_THRESHOLD, low=0)
 
     def __post_init__(self) -> None:
         check_ranges(self)
+        check_backbone_memory(299, self.batch_size, "--batch", "batch_size")  # Inception's input side
         if self.network is not None:
             check_memory("--num-images", "num_images", self.num_images, self.num_images * BYTES_PER_NETWORK_IMAGE,
                          "drawing this many images from --network")
@@ -193,6 +201,7 @@ def gan_metrics(options: GanMetricsOptions) -> dict[str, Any]:
         raise ValueError(f"--fake {fake} is not a pool written by `augstudy generate` (no manifest.csv), so the "
                          "report is not written into it; pass --out FILE outside the inputs")
     network = [("--network", options.network)] if options.network is not None else []
+    network += [("--inception", options.inception)] if options.inception is not None else []
     check_output(out, [("--real", options.real), *fake_input, *network], is_file=True, verb="gan-metrics",
                  owned=(OPTIONS_FILENAME,))
     check_output(out.parent / OPTIONS_FILENAME, [("--real", options.real), *fake_input, *network], is_file=True,
