@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from augstudy.outputs import LOCK_NAME, OutputError
+from augstudy.outputs import LOCK_NAME, OutputError, read_lock
 
 _DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 # torch.save reports a full disk through its zip writer, without an errno.
@@ -141,7 +141,7 @@ def _acquire(path: Path, folder: Path, verb: str) -> int:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(descriptor)
-        holder = _read(path)
+        holder = read_lock(path)
         who = (f"pid {holder.get('pid', '?')} on {holder.get('host', '?')} since {holder.get('started', '?')}: "
                f"{holder.get('command', '?')}") if holder else "another process"
         raise LockedError(f"--out {folder} is being written by another augstudy run ({who}); wait for it to "
@@ -155,10 +155,3 @@ def _stamp(descriptor: int, record: dict[str, object]) -> int:
     os.ftruncate(descriptor, 0)
     os.pwrite(descriptor, (json.dumps(record) + "\n").encode(), 0)
     return descriptor
-
-
-def _read(path: Path) -> dict[str, object]:
-    try:
-        return dict(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError):
-        return {}

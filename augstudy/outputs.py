@@ -96,12 +96,17 @@ def check_output(out: str | os.PathLike[str],
     return target
 
 
-def last_writer(folder: Path) -> dict[str, object]:
-    """What the lock file of `folder` says about its last (or current) writer; {} when none."""
+def read_lock(path: Path) -> dict[str, object]:
+    """What a lock file says about its last (or current) writer: verb, pid, host, command; {} when none."""
     try:
-        return dict(json.loads((folder / LOCK_NAME).read_text(encoding="utf-8")))
+        return dict(json.loads(Path(path).read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError):
         return {}
+
+
+def last_writer(folder: Path) -> dict[str, object]:
+    """`read_lock` of the lock file of `folder`."""
+    return read_lock(Path(folder) / LOCK_NAME)
 
 
 def _check_owner(target: Path, verb: str, owned: Sequence[str], flag: str, is_file: bool) -> None:

@@ -352,6 +352,8 @@ CASES = [
      "--device cuda:7"),
     ("prepare {phantom} --out {root}/c1 --classes ,", "names no class"),
     ("publish --pool {pool} --out {root}/c2 --owner o --slug s --classes ,", "names no class"),
+    ("train-gan --data {prepared} --out {root}/c4 --classes ,", "names nothing"),
+    ("generate --network {snapshot} --out {root}/c5 --per-class 1 --class ,", "names nothing"),
     ("publish --pool {pool} --out {root}/c3 --owner o --slug s --exclude-flagged", "holds no memorisation check"),
     ("predict --model {model} {images} --weights {root}/nonexistent.h5", "nonexistent.h5: no such file"),
 ]
