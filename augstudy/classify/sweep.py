@@ -609,7 +609,7 @@ def _run_sweep(options: SweepOptions) -> SweepOutcome:
     from augstudy.classify.report import write_report  # lazily: see CellKey.name
 
     written, answer = write_report(out, table_rows, sweep.title, options, warnings,
-                                          [cells[key] for key in baseline_keys])
+                                   [cells[key] for key in baseline_keys])
     skipped = [key for key in keys if key not in todo]
     return SweepOutcome(out, todo, skipped, sweep.features_computed, feature_seconds, written,
                         answer["sentence"], warnings)
