@@ -457,6 +457,7 @@ def test_a_gan_run_records_the_content_of_its_data(world: dict[str, Path], tmp_p
         run.name: sha256_file(world["prepared"] / "gan" / f"{run.name}.zip") for run in runs}
 
 
+@pytest.mark.slow
 def test_an_audit_is_redone_when_the_prepared_pixels_change(world: dict[str, Path], tmp_path: Path) -> None:
     data = tmp_path / "prepared"
     shutil.copytree(world["prepared"], data)
