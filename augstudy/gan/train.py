@@ -399,7 +399,9 @@ def train_gans(options: TrainGanOptions) -> dict[str, Path | None]:
         if train_options.resume_from is not None:
             _report_transfer(options, run)
     hooks = {run.name: _metrics_hook(options, run) for run, _, _ in pending}
-    with writing(out, "train-gan"), torch_threads(options.threads):
+    # Under torchrun every rank runs this; rank 0 holds the lock for the job (the others would be refused).
+    lock = writing(out, "train-gan") if int(os.environ.get("RANK", "0")) == 0 else contextlib.nullcontext(out)
+    with lock, torch_threads(options.threads):
         write_options(out / OPTIONS_FILE, options)  # only once every option passed its checks
         trained = _train_pending(options, pending, hooks)
     if trained is None:
