@@ -200,6 +200,22 @@ def test_a_second_writer_is_refused_and_told_who_holds_the_folder(world: dict[st
         holder.wait()
 
 
+def test_train_gan_ranks_after_the_first_run_under_rank_0s_lock(world: dict[str, Path], tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under torchrun every rank runs train-gan on one --out: only rank 0 takes the lock."""
+    out = tmp_path / "runs"
+    holder = hold(out)  # rank 0
+    try:
+        monkeypatch.setenv("RANK", "1")
+        monkeypatch.setattr("stylegan2ada.training.measure_sec_per_kimg", lambda options: 1.0)
+        result = invoke(f"train-gan --data {{prepared}} --out {out} --no-cpu-train", world)
+        assert result.exit_code == 0, result.output
+        assert "Not training (--no-cpu-train)" in result.output
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_a_killed_writer_releases_its_folder(tmp_path: Path) -> None:
     out = tmp_path / "out"
     holder = hold(out)
