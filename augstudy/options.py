@@ -8,6 +8,10 @@ it when built (`check_ranges` in `__post_init__`), the click option enforces it 
 `RangedNumber`, and `augstudy run` reports it for a config key: all three say the same rule in
 the same words ("--epochs 0: must be an integer >= 1"). A range never lets 0 stand for "the
 default": 0 is either a real value of the option or out of its range.
+
+Sizes have an upper end too: a side in pixels at most `MAX_SIDE`, and a count of images whose
+memory the command would hold is checked against the memory this machine has (`check_memory`)
+before any work, so `--per-class 10**12` is a message, not a process killed by the kernel.
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ from typing import Any
 import click
 
 from stylegan2ada.io import atomic_write_json
+
+# Largest image side any option accepts: 8192 px is 8x StyleGAN2's largest network and already
+# 256 MB per float32 RGB image; larger sides only exhaust memory.
+MAX_SIDE = 8192
 
 
 def options_to_dict(options: Any) -> dict[str, Any]:
@@ -71,13 +79,14 @@ class Range:
     def describe(self) -> str:
         """The rule in words, e.g. "an integer >= 1" or "a number in (0, 1]"."""
         kind = "an integer" if self.integer else "a number"
+        low, high = _number_words(self.low), _number_words(self.high)
         if self.low is not None and self.high is not None:
             left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
-            return f"{kind} in {left}{self.low:g}, {self.high:g}{right}"
+            return f"{kind} in {left}{low}, {high}{right}"
         if self.low is not None:
-            return f"{kind} {'>' if self.low_open else '>='} {self.low:g}"
+            return f"{kind} {'>' if self.low_open else '>='} {low}"
         if self.high is not None:
-            return f"{kind} {'<' if self.high_open else '<='} {self.high:g}"
+            return f"{kind} {'<' if self.high_open else '<='} {high}"
         return kind
 
     def problem(self, value: Any) -> str | None:
@@ -93,6 +102,13 @@ class Range:
         if too_low or too_high or not math.isfinite(value):  # NaN and infinity are in no range
             return f"must be {self.describe()}"
         return None
+
+
+def _number_words(value: float | None) -> str:
+    """2**32 as 4294967296 (not 4.29497e+09), 0.5 as 0.5."""
+    if value is None:
+        return ""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def ranged(default: Any = None, *, low: float | None = None, high: float | None = None, integer: bool = False,
@@ -206,3 +222,57 @@ def _type_words(expected: Any) -> str:
         return "a table"
     names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", Path: "a path"}
     return names.get(expected, getattr(expected, "__name__", str(expected)))
+
+
+def available_memory() -> int:
+    """Bytes of memory a new allocation can get now: MemAvailable on Linux, else physical memory."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_memory(flag: str, name: str, value: Any, needed: float, what: str) -> None:
+    """Raise OptionError when `needed` bytes (what `value` of the option implies) exceed free memory."""
+    available = available_memory()
+    if needed > available:
+        raise OptionError(flag, name, value, f"{what} would need about {needed / 1e9:.3g} GB of memory and this "
+                                             f"machine has {available / 1e9:.3g} GB available; give a smaller value")
+
+
+# Backbone activation memory per input pixel of one image (ResNet50 forward pass, float32, an upper
+# order of magnitude); times the input side squared and the images per pass it must fit in memory.
+BACKBONE_BYTES_PER_PIXEL = 600
+
+
+def check_backbone_memory(input_size: int | None, batch: int, flag: str = "--feature-batch-size",
+                          name: str = "feature_batch_size", default_size: int = 224) -> None:
+    """A backbone pass over `batch` images of side `input_size` (None: the backbone's, about 224) fits in memory."""
+    side = input_size or default_size
+    check_memory(flag, name, batch, BACKBONE_BYTES_PER_PIXEL * side**2 * batch,
+                 f"a backbone pass over {batch} images of {side} px")
+
+
+def check_percentages(flag: str, name: str, values: Any) -> None:
+    """A list of percentages: finite numbers >= 0 without repeats (the --ratios rule, for configs too)."""
+    numbers = list(values)
+    if any(isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+           or value < 0 for value in numbers):
+        raise OptionError(flag, name, numbers, "must be finite percentages >= 0")
+    if len(set(numbers)) != len(numbers):
+        raise OptionError(flag, name, numbers, "must be distinct percentages (a value is repeated)")
+
+
+def class_list(text: str | None, flag: str = "--classes") -> tuple[str, ...]:
+    """"a,b" -> ("a", "b"); not given -> () (every class); given but naming none is refused, not read as all."""
+    if text is None:
+        return ()
+    names = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    if not names:
+        raise click.BadParameter(f"{text!r} names no class; leave {flag} out to keep every class",
+                                 param_hint=flag)
+    return names

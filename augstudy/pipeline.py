@@ -24,8 +24,9 @@ from typing import Any
 
 import click
 
+from augstudy.locks import writing
 from augstudy.options import OptionError, check_types, options_to_dict
-from augstudy.outputs import OutputError, check_output
+from augstudy.outputs import OutputError, OutputPath, check_output
 from stylegan2ada.io import atomic_write_json
 
 STEPS = ("phantom", "prepare", "audit", "train_gan", "generate", "metrics", "sweep", "report")
@@ -147,6 +148,7 @@ _USER_ERRORS = {
     "phantom": ("augstudy.data.phantom", "USER_ERRORS"),
     "prepare": ("augstudy.data.prepare", "USER_ERRORS"),
     "audit": ("augstudy.audit.run", "USER_ERRORS"),
+    "train_gan": ("augstudy.gan.train", "USER_ERRORS"),
     "metrics": ("augstudy.metrics.cli", "USER_ERRORS"),
     "sweep": ("augstudy.classify.sweep", "USER_ERRORS"),
 }
@@ -188,8 +190,20 @@ def _step_options(config: StudyConfig, step: str, **wired: Any) -> Any:
         raise ConfigError(f"{config.path}: [{step}] {error}") from error
 
 
-def _fingerprint(options: Any) -> str:
-    return hashlib.sha256(json.dumps(options_to_dict(options), sort_keys=True, default=str).encode()).hexdigest()
+def _fingerprint(options: Any, inputs: Any = None) -> str:
+    """Of a step's options and, when given, of what it reads that its options do not name."""
+    payload = options_to_dict(options) if inputs is None else {"options": options_to_dict(options), "inputs": inputs}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _source_listing(source: str) -> list[tuple[str, int, int]] | None:
+    """Every file of a local source folder with its size and mtime: changed images re-run prepare
+    (and so every step after it) instead of leaving the study on the old ones."""
+    root = Path(source)
+    if not root.is_dir():
+        return None
+    return [(path.relative_to(root).as_posix(), path.stat().st_size, path.stat().st_mtime_ns)
+            for path in sorted(root.rglob("*")) if path.is_file()]
 
 
 class Study:
@@ -244,8 +258,8 @@ class Study:
         except json.JSONDecodeError:
             return {"steps": {}}
 
-    def _run_step(self, step: str, options: Any, action: Callable[[], Any]) -> Any:
-        fingerprint = _fingerprint(options)
+    def _run_step(self, step: str, options: Any, action: Callable[[], Any], inputs: Any = None) -> Any:
+        fingerprint = _fingerprint(options, inputs)
         record = self.state["steps"].get(step)
         if not self.invalidated and record and record.get("fingerprint") == fingerprint:
             self.log(f"== {step}: done earlier with the same options; skipped")
@@ -266,14 +280,20 @@ class Study:
         local = None if self.config.source == "phantom" or self.config.source.startswith("kaggle:") \
             else self.config.source
         try:
-            check_output(self.out, {"source": local})
+            check_output(self.out, {"source": local}, verb="run", owned=(STATE_FILE,))
         except OutputError as error:
             raise click.ClickException(str(error)) from error
 
     def run(self) -> Path:
-        """Run every step; returns the path of report.md."""
+        """Run every step, holding the study folder's writer lock; returns the path of report.md."""
         self.check_output()
-        self.out.mkdir(parents=True, exist_ok=True)
+        try:
+            with writing(self.out, "run"):
+                return self._run_steps()
+        except OutputError as error:  # another run holds the folder, or the disk is full
+            raise click.ClickException(str(error)) from error
+
+    def _run_steps(self) -> Path:
         config = self.config
         if config.source == "phantom":
             from augstudy.data.phantom import make_phantom
@@ -283,7 +303,7 @@ class Study:
         from augstudy.data.prepare import format_summary, prepare
         prepare_options = self.options("prepare")
         self._run_step("prepare", prepare_options,
-                       lambda: self.log(format_summary(prepare(prepare_options))))
+                       lambda: self.log(format_summary(prepare(prepare_options))), _source_listing(self.source))
         self._run_audit()
 
         from augstudy.gan.train import train_gans
@@ -410,7 +430,7 @@ def _run_study(config_path: Path, out: Path | None, source: str | None = None) -
 
 @click.command("run")
 @click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", type=OutputPath(),
               help="Study folder  [default: the config's [study] out]")
 @click.option("--source", help="Data source overriding the config's: a folder, kaggle:OWNER/SLUG or phantom.")
 @click.option("--dry-run", is_flag=True, help="Check the config, print every step's options and exit.")
@@ -436,7 +456,7 @@ def run_command(config: Path, out: Path | None, source: str | None, dry_run: boo
 
 
 @click.command("demo")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-out"),
+@click.option("--out", type=OutputPath(), default=Path("demo-out"),
               show_default=True, help="Study folder.")
 def demo_command(out: Path) -> None:
     """The whole study offline on built-in phantom data (a few minutes on a laptop CPU)."""

@@ -33,9 +33,25 @@ from augstudy.audit.features import (
     source_folder,
 )
 from augstudy.audit.probe import ProbeError, ProbeResult, cross_validated_auc, real_vs_synthetic_auc
-from augstudy.data.prepared import SPLIT_MODES, PreparedDataError, read_prepare_options
-from augstudy.options import OptionError, RangedNumber, check_ranges, options_to_dict, ranged, write_options
-from augstudy.outputs import OutputError, check_output
+from augstudy.classify.backend import KERAS_BACKENDS
+from augstudy.data.prepared import (
+    SPLIT_MODES,
+    PreparedDataError,
+    prepared_content_sha256,
+    read_prepare_options,
+)
+from augstudy.locks import writing
+from augstudy.options import (
+    MAX_SIDE,
+    OptionError,
+    RangedNumber,
+    check_backbone_memory,
+    check_ranges,
+    options_to_dict,
+    ranged,
+    write_options,
+)
+from augstudy.outputs import OutputError, OutputPath, check_output
 from stylegan2ada.io import atomic_write_json, sha256_file
 
 AUDIT_NAME = "audit.json"
@@ -80,7 +96,7 @@ class AuditOptions:
     backbone_features: bool = True
     backbone: str = "resnet50"
     weights: str = "none"
-    input_size: int | None = ranged(None, low=32, integer=True)
+    input_size: int | None = ranged(None, low=32, high=MAX_SIDE, integer=True)
     keras_backend: str | None = None
     cache_dir: Path | None = None
     feature_batch_size: int = ranged(32, low=1, integer=True)
@@ -88,15 +104,24 @@ class AuditOptions:
 
     def __post_init__(self) -> None:
         check_ranges(self)
+        check_backbone_memory(self.input_size, self.feature_batch_size)
 
 
 def run_audit(options: AuditOptions) -> dict[str, Any]:
     """Audit a prepared folder (and pool); writes and returns the audit.json content."""
     _check(options)
     try:
-        out = check_output(options.out, {"--data": options.data, "--pool": options.pool})
-    except OutputError as error:
+        weights = None if options.weights in ("imagenet", "none") else options.weights
+        out = check_output(options.out, {"--data": options.data, "--pool": options.pool, "--weights": weights},
+                           verb="audit", owned=(AUDIT_NAME,))
+        with writing(out, "audit"):
+            return _audit(options, out)
+    except OutputError as error:  # the output, its lock or a full disk
         raise AuditError(str(error)) from error
+
+
+def _audit(options: AuditOptions, out: Path) -> dict[str, Any]:
+    """run_audit's work, under the writer lock of --out."""
     try:
         images, classes, split_mode = audited_images(Path(options.data), options.split)
         prepare_options = read_prepare_options(Path(options.data))
@@ -167,6 +192,7 @@ def _fingerprint(options: AuditOptions) -> str:
     settings = options_to_dict(options)
     settings.pop("progress")
     settings["manifest_sha256"] = sha256_file(Path(options.data) / "manifest.csv")
+    settings["data_sha256"] = prepared_content_sha256(options.data)
     if options.pool is not None:
         settings["pool"] = sorted(f"{path.relative_to(options.pool)}:{path.stat().st_size}:{path.stat().st_mtime_ns}"
                                   for path in Path(options.pool).rglob("*.png"))
@@ -349,7 +375,7 @@ def format_audit(report: dict[str, Any]) -> str:
               help="Prepared folder (from `augstudy prepare`).")
 @click.option("--pool", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Synthetic pool (<class>/*.png): also probe real vs synthetic per class.")
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", required=True, type=OutputPath(),
               help="Folder for audit.json and audit_options.json.")
 @click.option("--split", type=click.Choice(SPLIT_MODES), default=None, help="[default: prepare's --split]")
 @click.option("--threshold", type=RangedNumber(AuditOptions, "threshold"), default=DEFAULT_THRESHOLD, show_default=True,
@@ -360,7 +386,8 @@ def format_audit(report: dict[str, Any]) -> str:
 @click.option("--backbone", default="resnet50", show_default=True)
 @click.option("--weights", default="none", show_default=True, help="none (random init), imagenet or PATH.")
 @click.option("--input-size", type=RangedNumber(AuditOptions, "input_size"), default=None, help="Backbone input side. [default: the backbone's]")
-@click.option("--keras-backend", default=None, help="tensorflow, torch or jax. [default: $KERAS_BACKEND]")
+@click.option("--keras-backend", type=click.Choice(KERAS_BACKENDS), default=None,
+              help="Keras backend. [default: $KERAS_BACKEND, else tensorflow]")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Feature cache, shared with `sweep`. [default: augstudy's cache]")
 @click.option("--feature-batch-size", type=RangedNumber(AuditOptions, "feature_batch_size"), default=32, show_default=True)

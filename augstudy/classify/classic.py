@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
 from augstudy.classify.data import LabelledImage
 from augstudy.classify.features import ImageRef
@@ -57,6 +56,8 @@ def augment(pixels: np.ndarray, rng: np.random.Generator, recipe: ClassicRecipe)
     inverse = np.diag([1.0, flip]) @ rotation / scale
     centre = np.array([(height - 1) / 2, (width - 1) / 2])
     offset = centre - inverse @ centre
+    from scipy import ndimage  # lazily: loading scipy is slow and only this arm needs it
+
     warped = np.stack([ndimage.affine_transform(image[:, :, c], inverse, offset, order=1, mode="reflect")
                        for c in range(image.shape[2])], axis=2)
     warped = warped + rng.uniform(-recipe.brightness, recipe.brightness)

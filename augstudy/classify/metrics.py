@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn import metrics as skm
 
 METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "roc_auc", "f1", "test_loss")
 # Metrics bounded to [0, 1]; test_loss is not.
@@ -40,11 +39,13 @@ def positive_class(class_names: Sequence[str], requested: str | None = None) -> 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
     """Counts, rows = true class, columns = predicted class."""
+    from sklearn import metrics as skm  # lazily: `augstudy sweep --help` must not load it
     return skm.confusion_matrix(y_true, y_pred, labels=list(range(n_classes)))
 
 
 def roc_auc(is_positive: np.ndarray, score: np.ndarray) -> float:
     """Area under the ROC curve (ties count half); NaN when the labels hold one class only."""
+    from sklearn import metrics as skm  # lazily: `augstudy sweep --help` must not load it
     is_positive = np.asarray(is_positive, dtype=bool)
     if is_positive.all() or not is_positive.any():
         return float("nan")
@@ -61,6 +62,7 @@ def classification_metrics(
 ) -> dict[str, float]:
     """Every metric of `METRICS` for labels `y_true` and class probabilities `proba` (n, k); for
     more than two classes also `sensitivity_<class>` per class (when `class_names` is given)."""
+    from sklearn import metrics as skm  # lazily: `augstudy sweep --help` must not load it
     y_true = np.asarray(y_true, dtype=np.int64)
     n_classes = proba.shape[1]
     labels = list(range(n_classes))

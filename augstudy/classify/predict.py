@@ -28,11 +28,20 @@ from augstudy.classify.features import ImageRef, InputPipeline
 from augstudy.classify.images import IMAGE_PIPELINE_ID, Geometry, ImageReadError, ViewParams
 from augstudy.classify.saved import ClassifierInfo, load_model, read_info
 from augstudy.classify.train import ArraySource, ImageSource, predict_proba
-from augstudy.options import OptionError, RangedNumber, check_ranges, ranged, write_options
-from augstudy.outputs import OutputError, check_output
+from augstudy.locks import full_disk_reported
+from augstudy.options import (
+    OptionError,
+    RangedNumber,
+    check_backbone_memory,
+    check_ranges,
+    ranged,
+    write_options,
+)
+from augstudy.outputs import OutputError, OutputPath, check_output
 from stylegan2ada.io import atomic_write_text
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+OPTIONS_NAME = "predict_options.json"
 
 
 class PredictError(RuntimeError):
@@ -50,14 +59,17 @@ class PredictOptions:
 
     def __post_init__(self) -> None:
         check_ranges(self)
+        check_backbone_memory(None, self.batch_size, "--batch-size", "batch_size")
 
 
 def list_images(inputs: Sequence[Path]) -> list[Path]:
-    """Image files given directly or found (recursively, sorted) in given folders."""
+    """Image files given directly or found (recursively, sorted) in given folders; in folders, hidden
+    files and folders (macOS `._0001.png` resource forks among them) are skipped, as prepare skips them."""
     images: list[Path] = []
     for path in map(Path, inputs):
         if path.is_dir():
-            images.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES))
+            images.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                                 and not any(part.startswith(".") for part in p.relative_to(path).parts)))
         elif path.is_file():
             images.append(path)
         else:
@@ -72,6 +84,9 @@ def _resolve_weights(info: ClassifierInfo, override: str | None) -> WeightsChoic
     spec = backbone_spec(info.backbone)
     recorded = info.weights
     if recorded.kind == "none":
+        if override is not None:  # an option that would change nothing is refused, not ignored
+            raise PredictError(f"--weights {override}: the model's backbone is random-init (weights none), so no "
+                               "weights file is used; drop --weights")
         return recorded
     if override is not None:
         candidate = parse_weights(override, spec)
@@ -114,6 +129,9 @@ class Classifier:
         self.backbone = None
         if self.info.inputs == "features":
             self.backbone = build_backbone(spec, _resolve_weights(self.info, weights), self.info.input_size)
+        elif weights is not None:
+            raise PredictError(f"--weights {weights}: {folder} holds its whole model (backbone included), so "
+                               "no backbone weights are loaded; drop --weights")
         self.pipeline = InputPipeline(self.info.input_size, spec.preprocess(), ViewParams(),
                                       Geometry(self.info.working_size, self.info.fit))
 
@@ -142,15 +160,19 @@ class Classifier:
 
 def run_predict(options: PredictOptions) -> pd.DataFrame:
     images = list_images(options.inputs)
+    if options.weights is not None and options.weights not in ("imagenet", "none") \
+            and not Path(options.weights).is_file():
+        raise PredictError(f"--weights {options.weights}: no such file")
     if options.out is not None:  # before the model runs: the CSV may not land in an input folder
         check_output(options.out, [("--model", options.model), *(("IMAGE", path) for path in options.inputs)],
-                     is_file=True)
+                     is_file=True, verb="predict", owned=(OPTIONS_NAME,))
     classifier = Classifier(options.model, options.keras_backend, options.weights)
     table = classifier.predict(images, options.batch_size)
     if options.out is not None:
-        atomic_write_text(options.out, table.to_csv(index=False))
-        resolved = dataclasses.replace(options, keras_backend=classifier.backend)
-        write_options(Path(options.out).with_name("predict_options.json"), resolved)
+        with full_disk_reported(Path(options.out).parent):
+            atomic_write_text(options.out, table.to_csv(index=False))
+            resolved = dataclasses.replace(options, keras_backend=classifier.backend)
+            write_options(Path(options.out).with_name(OPTIONS_NAME), resolved)
     return table
 
 
@@ -158,7 +180,7 @@ def run_predict(options: PredictOptions) -> pd.DataFrame:
 @click.option("--model", "model", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
               help="A classifier folder written by `augstudy sweep` (RESULTS/models/...).")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write a CSV here.")
+@click.option("--out", type=OutputPath(file=True), help="Also write a CSV here.")
 @click.option("--keras-backend", type=click.Choice(KERAS_BACKENDS),
               help="Keras backend  [default: the one the model was trained with]")
 @click.option("--weights", help="Local backbone weights file, when the one recorded is not on this machine.")

@@ -68,8 +68,11 @@ def save_classifier(folder: Path, model: keras.Model, info: ClassifierInfo) -> P
     inference_copy = type(model).from_config(model.get_config())
     inference_copy.set_weights(model.get_weights())
     tmp = folder / f".tmp-{info.model_file}"
-    inference_copy.save(tmp)
-    tmp.replace(folder / info.model_file)
+    try:
+        inference_copy.save(tmp)
+        tmp.replace(folder / info.model_file)
+    finally:  # a failed save (a full disk) leaves no partial file behind
+        tmp.unlink(missing_ok=True)
     atomic_write_json(folder / "model.json", info.to_dict())
     return folder
 

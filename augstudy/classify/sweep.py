@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -33,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 import click
 import numpy as np
 
-from augstudy.classify import report
 from augstudy.classify.backbones import (
     BACKBONES,
     BackboneSpec,
@@ -88,8 +88,19 @@ from augstudy.classify.train import (
     reset_model,
 )
 from augstudy.data.decode import image_kinds, kinds_warning
-from augstudy.options import OptionError, RangedNumber, check_ranges, options_to_dict, ranged, write_options
-from augstudy.outputs import OutputError, check_output
+from augstudy.locks import writing
+from augstudy.options import (
+    MAX_SIDE,
+    OptionError,
+    RangedNumber,
+    check_backbone_memory,
+    check_percentages,
+    check_ranges,
+    options_to_dict,
+    ranged,
+    write_options,
+)
+from augstudy.outputs import OutputError, OutputPath, check_output
 from stylegan2ada.io import atomic_write_json, sha256_file
 
 if TYPE_CHECKING:
@@ -100,6 +111,9 @@ ARMS = ("gan", "classic", "real", "synthetic-only")
 CLASS_WEIGHTS = ("none", "balanced")
 # Fewer replicates than this give percentile intervals too coarse to read.
 MIN_BOOTSTRAP = 100
+# More replicates than this do not change a percentile interval's printed digits; they only fill memory.
+MAX_BOOTSTRAP = 100_000
+OUTPUT_MARKS = ("sweep_options.json", "cells")  # a sweep folder written before its lock existed
 
 
 class SweepError(RuntimeError):
@@ -126,7 +140,7 @@ class SweepOptions:
     backbone: str = "resnet50"
     weights: str = "imagenet"  # imagenet | none | PATH
     head: str = "compact"
-    input_size: int | None = ranged(None, low=32, integer=True)  # default: the backbone's
+    input_size: int | None = ranged(None, low=32, high=MAX_SIDE, integer=True)  # default: the backbone's
     schedule: str = "plateau"
     monitor: str = "cross_entropy"
     epochs: int | None = ranged(None, low=1, integer=True)  # defaults: the head's schedule
@@ -143,7 +157,7 @@ class SweepOptions:
     cache_dir: Path | None = None  # default: <augstudy cache>/classifier-features
     feature_batch_size: int = ranged(32, low=1, integer=True)
     primary: str = "balanced_accuracy"
-    bootstrap: int = ranged(2000, low=MIN_BOOTSTRAP, integer=True)
+    bootstrap: int = ranged(2000, low=MIN_BOOTSTRAP, high=MAX_BOOTSTRAP, integer=True)
     bootstrap_seed: int = ranged(0, low=0, integer=True)
     positive_class: str | None = None  # default: see metrics.positive_class
     save_models: str = "first-seed"
@@ -151,8 +165,9 @@ class SweepOptions:
 
     def __post_init__(self) -> None:
         check_ranges(self)
-        if any(isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or ratio < 0 for ratio in self.ratios):
-            raise OptionError("--ratios", "ratios", list(self.ratios), "must be percentages >= 0")
+        check_percentages("--ratios", "ratios", self.ratios)
+        check_percentages("--real-fractions", "real_fractions", self.real_fractions)
+        check_backbone_memory(self.input_size, self.feature_batch_size)
 
 
 @dataclass(frozen=True)
@@ -167,7 +182,9 @@ class CellKey:
 
     @property
     def name(self) -> str:
-        level, seed = report.ratio_label(self.level), f"seed-{self.seed:02d}"
+        from augstudy.classify.report import ratio_label  # lazily: the report loads scipy and matplotlib
+
+        level, seed = ratio_label(self.level), f"seed-{self.seed:02d}"
         return {
             "baseline": f"ratio-000_{seed}", "gan": f"ratio-{level}_{seed}",
             "classic": f"classic_ratio-{level}_{seed}", "real": f"real_fraction-{level}_{seed}",
@@ -228,7 +245,8 @@ def parse_ratios(text: str, option: str = "--ratios") -> tuple[float, ...]:
     except ValueError as error:
         raise click.BadParameter(f"{text!r}: give comma-separated percentages such as 0,25,50,75,100",
                                  param_hint=option) from error
-    if not values or any(value < 0 for value in values) or len(set(values)) != len(values):
+    if not values or not all(math.isfinite(value) and value >= 0 for value in values) \
+            or len(set(values)) != len(values):
         raise click.BadParameter(f"{text!r}: give distinct percentages >= 0, such as 0,25,50,75,100",
                                  param_hint=option)
     return tuple(int(value) if value.is_integer() else value for value in values)
@@ -342,6 +360,10 @@ class Sweep:
             **{key: getattr(self.options, key) for key in option_keys},
             "weights": self.weights.cache_id,
             "manifest_sha256": sha256_file(self.data.root / "manifest.csv"),
+            # the images themselves: re-preparing at another size or fit keeps the manifest, not the pixels
+            "data_sha256": hashlib.sha256(json.dumps(
+                {subset: [[item.ref.sha256, item.label] for item in items]
+                 for subset, items in sorted(self.data.subsets.items())}).encode()).hexdigest(),
             "class_names": list(self.class_names),
             "image_pipeline": IMAGE_PIPELINE_ID,
         }
@@ -527,9 +549,21 @@ def _finished_cell(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | 
     return cell
 
 
+def sweep_inputs(options: SweepOptions) -> dict[str, Path | str | None]:
+    """What the sweep reads, which its --out may neither lie in nor hold."""
+    weights = None if options.weights in ("imagenet", "none", "auto") else options.weights
+    return {"--data": options.data, "--pool": options.pool, "--weights": weights}
+
+
 def run_sweep(options: SweepOptions) -> SweepOutcome:
     """Train every missing cell of the arms x levels x seeds grid, then write tables and figures."""
-    check_output(options.out, {"--data": options.data, "--pool": options.pool})
+    check_output(options.out, sweep_inputs(options), verb="sweep", owned=OUTPUT_MARKS)
+    with writing(options.out, "sweep"):
+        return _run_sweep(options)
+
+
+def _run_sweep(options: SweepOptions) -> SweepOutcome:
+    """run_sweep's work, under the writer lock of --out."""
     keras_backend = resolve_keras_backend(options.keras_backend)
     import_keras(keras_backend)
     data = read_prepared(options.data, options.split)
@@ -572,8 +606,10 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
         atomic_write_json(out / "cells" / f"{key.name}.json", cell)
         cells[key] = cell
     table_rows = [(row.arm, row.ratio, row.real_fraction, row.key.name, cells[row.key]) for row in rows]
-    written, answer = report.write_report(out, table_rows, sweep.title, options, warnings,
-                                          [cells[key] for key in baseline_keys])
+    from augstudy.classify.report import write_report  # lazily: see CellKey.name
+
+    written, answer = write_report(out, table_rows, sweep.title, options, warnings,
+                                   [cells[key] for key in baseline_keys])
     skipped = [key for key in keys if key not in todo]
     return SweepOutcome(out, todo, skipped, sweep.features_computed, feature_seconds, written,
                         answer["sentence"], warnings)
@@ -584,7 +620,7 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
               help="Prepared folder (augstudy prepare --out).")
 @click.option("--pool", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Synthetic pool: a folder of <class>/*.png (augstudy generate --out).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="RESULTS folder.")
+@click.option("--out", type=OutputPath(), required=True, help="RESULTS folder.")
 @click.option("--arms", default="gan", show_default=True,
               help=f"Comma-separated arms out of {', '.join(ARMS)}.")
 @click.option("--ratios", default="0,25,50,75,100", show_default=True,
@@ -650,7 +686,8 @@ def sweep_command(ratios: str, arms: str, real_fractions: str, quiet: bool, dry_
         options = SweepOptions(ratios=parse_ratios(ratios), progress=not quiet,
                                arms=tuple(part.strip() for part in arms.split(",") if part.strip()),
                                real_fractions=parse_ratios(real_fractions, "--real-fractions"), **kwargs)
-        if dry_run:
+        if dry_run:  # checks what the run checks, writes nothing
+            check_output(options.out, sweep_inputs(options), verb="sweep", owned=OUTPUT_MARKS)
             resolved = resolve_options(options, read_prepared(options.data, options.split))
             click.echo(json.dumps(options_to_dict(resolved), indent=2))
             return

@@ -24,11 +24,22 @@ from scipy.ndimage import gaussian_filter
 
 from augstudy.data.decode import png_bytes
 from augstudy.data.sources import SPLITS
-from augstudy.options import RangedNumber, check_ranges, options_to_dict, ranged, write_options
-from augstudy.outputs import check_output
+from augstudy.locks import writing
+from augstudy.options import (
+    MAX_SIDE,
+    RangedNumber,
+    check_memory,
+    check_ranges,
+    options_to_dict,
+    ranged,
+    write_options,
+)
+from augstudy.outputs import OutputPath, check_output
 from stylegan2ada.io import atomic_write_bytes
 
 OPTIONS_NAME = "phantom_options.json"
+# Memory of one planned image (its path and class in the plan), an upper estimate.
+BYTES_PER_PLANNED_IMAGE = 500
 # Errors caused by the options or --out: the CLI and `augstudy run` show their message, no traceback.
 USER_ERRORS = (ValueError,)
 # canonical class -> (train/valid folder, test folder), as named in the Kaggle chest-CT set
@@ -64,11 +75,17 @@ class PhantomOptions:
     val_frac: float = ranged(0.15, low=0, high=1, low_open=True, high_open=True)
     test_frac: float = ranged(0.2, low=0, high=1, low_open=True, high_open=True)
     copies: int = ranged(0, low=0, integer=True)
-    min_width: int = ranged(224, low=32, integer=True)
-    max_width: int = ranged(480, low=32, integer=True)
+    min_width: int = ranged(224, low=32, high=MAX_SIDE, integer=True)
+    max_width: int = ranged(480, low=32, high=MAX_SIDE, integer=True)
 
     def __post_init__(self) -> None:
         check_ranges(self)
+        check_memory("--per-class", "per_class", self.per_class,
+                     self.per_class * len(self.classes) * BYTES_PER_PLANNED_IMAGE, "planning this many images")
+
+    def disk_bytes(self) -> int:
+        """About what the images take on disk: grey PNGs at most half their raw size."""
+        return self.per_class * len(self.classes) * self.max_width**2 // 2
 
 
 @dataclass(frozen=True)
@@ -89,8 +106,15 @@ def write_phantom(out_dir: str | Path, per_class: int, seed: int,
 
 def make_phantom(options: PhantomOptions) -> PhantomResult:
     """Write every image of the phantom, skipping files a run with the same options already wrote."""
+    _check(options)
+    out = check_output(options.out, verb="phantom", owned=(OPTIONS_NAME,))
+    with writing(out, "phantom", needed=options.disk_bytes()):
+        return _write_phantom(options, out)
+
+
+def _write_phantom(options: PhantomOptions, out: Path) -> PhantomResult:
+    """make_phantom's work, under the writer lock of --out."""
     plan = _plan(options)
-    out = check_output(options.out)
     options_path = out / OPTIONS_NAME
     if (out / "Data").exists() and not options_path.is_file():
         raise ValueError(f"--out {options.out} already holds a Data/ folder that phantom did not write (no "
@@ -263,7 +287,7 @@ def _comparable(options: PhantomOptions) -> dict[str, object]:
 
 
 @click.command("phantom")
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to write.")
+@click.option("--out", required=True, type=OutputPath(), help="Folder to write.")
 @click.option("--per-class", type=RangedNumber(PhantomOptions, "per_class"),
               default=80, show_default=True, help="Images per class, all splits.")
 @click.option("--seed", type=RangedNumber(PhantomOptions, "seed"), default=0, show_default=True)

@@ -66,9 +66,20 @@ from augstudy.data.sources import (
     parse_class_map,
     resolve_source,
 )
+from augstudy.locks import writing
 from augstudy.optional import MissingDependencyError
-from augstudy.options import OptionError, RangedNumber, check_ranges, options_to_dict, ranged, write_options
-from augstudy.outputs import OutputError, check_output
+from augstudy.options import (
+    MAX_SIDE,
+    OptionError,
+    RangedNumber,
+    check_memory,
+    check_ranges,
+    class_list,
+    options_to_dict,
+    ranged,
+    write_options,
+)
+from augstudy.outputs import OutputError, OutputPath, check_output
 from stylegan2ada.io import (
     atomic_write_bytes,
     atomic_write_json,
@@ -80,6 +91,7 @@ from stylegan2ada.io import (
 # Bumped whenever the meaning of an output changes, so older caches and outputs are redone.
 FORMAT_VERSION = 1
 CACHE_NAME = ".prepare_cache.jsonl"
+OUTPUT_MARKS = (MANIFEST_NAME, CACHE_NAME)  # a prepared folder written before its lock existed
 
 
 class PrepareError(ValueError):
@@ -111,7 +123,7 @@ class PrepareOptions:
 
     source: str
     out: Path
-    resolution: int = ranged(256, low=4, integer=True)
+    resolution: int = ranged(256, low=4, high=MAX_SIDE, integer=True)
     fit: str = "pad"
     channels: int = 1
     split: str = "dedup"
@@ -125,6 +137,9 @@ class PrepareOptions:
 
     def __post_init__(self) -> None:
         check_ranges(self)
+        # decoding, fitting and resampling hold a few float32 copies of one image at a time
+        check_memory("--resolution", "resolution", self.resolution, 16 * self.channels * self.resolution**2,
+                     "resampling one image to this side")
 
 
 @dataclass(frozen=True)
@@ -161,9 +176,9 @@ def prepare(options: PrepareOptions) -> PrepareResult:
     """Decode, normalise, dedupe and write a prepared folder; see the module docstring."""
     _check_options(options)
     local = None if options.source.startswith(KAGGLE_PREFIX) else options.source
-    check_output(options.out, {"SOURCE": local})  # before a download or any decoding
+    check_output(options.out, {"SOURCE": local}, verb="prepare", owned=OUTPUT_MARKS)  # before a download
     root = resolve_source(options.source)
-    out = check_output(options.out, {"SOURCE": root})
+    out = check_output(options.out, {"SOURCE": root}, verb="prepare", owned=OUTPUT_MARKS)
     if (out / "images").exists() and not any((out / name).exists() for name in (MANIFEST_NAME, CACHE_NAME)):
         raise PrepareError(f"--out {out} already holds an images/ folder that prepare did not write (no "
                            f"{MANIFEST_NAME}); prepare replaces images/, so choose an empty or new --out")
@@ -174,15 +189,23 @@ def prepare(options: PrepareOptions) -> PrepareResult:
     done = _finished_report(out, fingerprint)
     if done is not None:
         return PrepareResult(out, done, up_to_date=True)
+    if options.strict:  # before anything is written, so a refusal leaves --out as it was
+        _check_readable(discovery.files, options, root)
+    # a PNG per file and its copy in the GAN zips: about the raw size of the resampled images
+    needed = len(discovery.files) * options.channels * options.resolution**2
+    with writing(out, "prepare", needed=needed):
+        return _write_prepared(options, discovery, root, out, fingerprint)
 
+
+def _write_prepared(options: PrepareOptions, discovery: Discovery, root: Path, out: Path,
+                    fingerprint: str) -> PrepareResult:
+    """prepare's work, under the writer lock of --out."""
     started = time.monotonic()
     images = _image_names(discovery.files)
     records = _decode_all(discovery.files, images, options, out)
     unreadable = [{"path": file.relative_path, "reason": record.error}
                   for file, record in zip(discovery.files, records) if record.error]
-    if options.strict and unreadable:
-        listing = "; ".join(f"{item['path']}: {item['reason']}" for item in unreadable)
-        raise PrepareError(f"{len(unreadable)} unreadable file(s) in {root} (--strict): {listing}")
+    _check_every_class_readable(discovery, records, root)
 
     readable = [(file, record) for file, record in zip(discovery.files, records) if not record.error]
     hashed = [HashedFile(file.split, file.class_name, file.relative_path, record.sha256, record.pixel_sha256,
@@ -227,6 +250,7 @@ def format_summary(result: PrepareResult) -> str:
     if report["colour"]["total"]:
         lines.append(f"  images with colour among grey ones: {_nonzero(report['colour']['images'])}"
                      + (" (converted to grey)" if report["channels"] == 1 else ""))
+    lines += [f"  warning: {warning}" for warning in report.get("warnings", [])]
     lines.append(f"  unreadable: {len(report['unreadable'])}"
                  + "".join(f"\n    {item['path']}: {item['reason']}" for item in report["unreadable"][:10]))
     return "\n".join(lines)
@@ -234,7 +258,7 @@ def format_summary(result: PrepareResult) -> str:
 
 @click.command("prepare")
 @click.argument("source")
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", required=True, type=OutputPath(),
               help="Prepared folder to write.")
 @click.option("--resolution", type=RangedNumber(PrepareOptions, "resolution"),
               default=256, show_default=True, help="Square side; a power of two.")
@@ -244,7 +268,7 @@ def format_summary(result: PrepareResult) -> str:
               help="1 = grey (CT), 3 = RGB.")
 @click.option("--split", type=click.Choice(SPLIT_MODES), default="dedup", show_default=True,
               help="dedup drops copies of train images from valid/test; official keeps the splits as given.")
-@click.option("--classes", default="", help="Comma-separated classes to keep, e.g. normal,squamous. [default: all]")
+@click.option("--classes", default=None, help="Comma-separated classes to keep, e.g. normal,squamous. [default: all]")
 @click.option("--class-map", multiple=True, metavar="FOLDER=CLASS",
               help="Map class folders (globs) to a class; 'FOLDER=' ignores one. Repeatable.")
 @click.option("--val-frac", type=RangedNumber(PrepareOptions, "val_frac"),
@@ -257,14 +281,15 @@ def format_summary(result: PrepareResult) -> str:
               default=PHASH_THRESHOLD, show_default=True,
               help=f"Near-duplicate threshold in bits of the {PHASH_BITS}-bit perceptual hash.")
 @click.option("--strict", is_flag=True, help="Fail on any unreadable file instead of skipping it.")
-def prepare_command(source: str, out: Path, resolution: int, fit: str, channels: str, split: str, classes: str,
+def prepare_command(source: str, out: Path, resolution: int, fit: str, channels: str, split: str,
+                    classes: str | None,
                     class_map: tuple[str, ...], val_frac: float | None, test_frac: float | None, seed: int,
                     phash_threshold: int, strict: bool) -> None:
     """Clean, dedupe and resize the labelled images in SOURCE (a folder or kaggle:OWNER/SLUG) into --out."""
     try:
         options = PrepareOptions(
             source=source, out=out, resolution=resolution, fit=fit, channels=int(channels), split=split,
-            classes=tuple(name.strip() for name in classes.split(",") if name.strip()),
+            classes=class_list(classes),
             class_map=parse_class_map(class_map), val_frac=val_frac, test_frac=test_frac, seed=seed,
             phash_threshold=phash_threshold, strict=strict)
         result = prepare(options)
@@ -376,6 +401,29 @@ def _still_valid(record: FileRecord, image: str, out: Path) -> bool:
         return True
     path = out / record.image
     return record.image == image and path.is_file() and sha256_file(path) == record.image_sha256
+
+
+def _check_readable(files: tuple[SourceFile, ...], options: PrepareOptions, root: Path) -> None:
+    """--strict: every file must decode; checked without writing anything."""
+    unreadable = []
+    for file in files:
+        try:
+            decode_image(file.path.read_bytes(), options.channels)
+        except OSError as error:
+            unreadable.append(f"{file.relative_path}: cannot read the file: {error.strerror or error}")
+        except UnreadableImage as error:
+            unreadable.append(f"{file.relative_path}: {error}")
+    if unreadable:
+        raise PrepareError(f"{len(unreadable)} unreadable file(s) in {root} (--strict): {'; '.join(unreadable)}")
+
+
+def _check_every_class_readable(discovery: Discovery, records: list[FileRecord], root: Path) -> None:
+    """A class none of whose files decode would be kept with 0 images and break every later step."""
+    readable = Counter(file.class_name for file, record in zip(discovery.files, records) if not record.error)
+    empty = [name for name in discovery.classes if not readable[name]]
+    if empty:
+        raise PrepareError(f"class(es) {', '.join(empty)} in {root}: none of their files is a readable image; "
+                           "fix or replace the files, or leave the class out with --classes")
 
 
 def _decode_one(file: SourceFile, image: str, options: PrepareOptions, out: Path) -> FileRecord:
@@ -495,7 +543,9 @@ def _report(options: PrepareOptions, discovery: Discovery, rows: list[dict[str, 
     colour = per_split(lambda row: row["colour"] == "1")
     n_colour = sum(row["colour"] == "1" for row in readable)
     conflicts = {row["dup_group"] for row in rows if row["dup_kind"] == "conflict"}
+    counts = per_split(lambda row: row["kept"] == "1")
     return {
+        "warnings": _split_warnings(counts),
         "source": options.source,
         "source_dir": str(discovery.root),
         "layout": discovery.layout,
@@ -509,7 +559,7 @@ def _report(options: PrepareOptions, discovery: Discovery, rows: list[dict[str, 
         "ignored_files": list(discovery.ignored_files),
         "files": len(rows),
         "readable": len(readable),
-        "counts": per_split(lambda row: row["kept"] == "1"),
+        "counts": counts,
         "counts_official": per_split(lambda row: row["official_keep"] == "1"),
         "counts_dedup": per_split(lambda row: row["dedup_keep"] == "1"),
         "duplicates_across_splits": leakage["exact"],
@@ -527,6 +577,14 @@ def _report(options: PrepareOptions, discovery: Discovery, rows: list[dict[str, 
         "phash": {"bits": PHASH_BITS, "threshold": options.phash_threshold},
         "input_fingerprint": fingerprint,
     }
+
+
+def _split_warnings(counts: dict[str, dict[str, int]]) -> list[str]:
+    """A class with no image in a split cannot be trained, tuned or tested on; say so where it is made."""
+    return [f"class {name!r} has no {split} images after preparing (kept: "
+            + ", ".join(f"{other} {counts[other][name]}" for other in SPLITS)
+            + "); a classifier can neither learn nor be tested on it there: add images or leave it out with --classes"
+            for split in SPLITS for name, count in counts[split].items() if count == 0]
 
 
 def _nonzero(table: dict[str, dict[str, int]]) -> str:

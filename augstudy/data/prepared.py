@@ -8,6 +8,7 @@ published, `split="dedup"` the one without copies of train images in valid and t
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,3 +119,16 @@ def load_prepared(directory: str | Path, split: str | None = None) -> PreparedDa
             paths.sort()
     return PreparedData(root, split_mode, classes, int(options["resolution"]),  # type: ignore[arg-type]
                         int(options["channels"]), images)  # type: ignore[arg-type]
+
+
+def prepared_content_sha256(directory: str | Path) -> str:
+    """One hash of every image a prepared folder holds (name and bytes) and of the options it was made
+    with: what finished work made from the folder depends on. The manifest alone is not enough, as
+    re-preparing the same source at another size or fit keeps the manifest and changes the pixels."""
+    from stylegan2ada.io import sha256_file
+
+    root = Path(directory)
+    images = sorted(row["image"] for row in read_manifest(root) if row["image"])
+    listing = [[image, sha256_file(root / image) if (root / image).is_file() else ""] for image in images]
+    payload = json.dumps({"options": read_prepare_options(root), "images": listing}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()

@@ -24,8 +24,17 @@ import numpy as np
 from PIL import Image, PngImagePlugin
 
 from augstudy.gan.cli_options import comma_list
-from augstudy.options import RangedNumber, check_ranges, ranged, write_options
-from augstudy.outputs import OutputError, check_output
+from augstudy.locks import writing
+from augstudy.options import (
+    MAX_SIDE,
+    OptionError,
+    RangedNumber,
+    check_memory,
+    check_ranges,
+    ranged,
+    write_options,
+)
+from augstudy.outputs import OutputError, OutputPath, check_output
 from stylegan2ada.io import atomic_open, atomic_write_bytes, sha256_bytes, sha256_file
 
 MANIFEST_FIELDS = (
@@ -43,6 +52,9 @@ NOISE_MODES = ("const", "random", "none")
 MANIFEST_EVERY_S = 30.0
 PREVIEW_TILE = 128
 MARKER_KEY = "augstudy-generate"
+OUTPUT_MARKS = ("manifest.csv", "generate_options.json")  # a pool written before its lock existed
+# Memory held per planned image (its seed, manifest row and bookkeeping), an upper estimate.
+BYTES_PER_PLANNED_IMAGE = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,18 +78,21 @@ class GenerateOptions:
 
     networks: tuple[Path, ...]
     out: Path
-    per_class: int | None = ranged(None, low=1, integer=True)
+    per_class: int | None = ranged(None, low=1, high=2**32, integer=True)  # seeds are 32-bit
     seeds: tuple[int, ...] = ()
     truncation: float = ranged(1.0, low=0, high=1, flag="--trunc")
     noise_mode: str = "const"
-    batch: int = ranged(16, low=1, integer=True)
-    size: int | None = ranged(None, low=4, integer=True)
+    batch: int = ranged(16, low=1, high=4096, integer=True)
+    size: int | None = ranged(None, low=4, high=MAX_SIDE, integer=True)
     classes: tuple[str, ...] = ()
     device: str = "auto"
-    preview_per_class: int = ranged(8, low=1, integer=True)
+    preview_per_class: int = ranged(8, low=1, high=64, integer=True)
 
     def __post_init__(self) -> None:
         check_ranges(self)
+        if self.per_class is not None:
+            check_memory("--per-class", "per_class", self.per_class, self.per_class * BYTES_PER_PLANNED_IMAGE,
+                         "a pool of this many images per class")
 
     def resolved_seeds(self) -> tuple[int, ...]:
         if (self.per_class is None) == (not self.seeds):
@@ -108,6 +123,11 @@ def parse_seeds(spec: str) -> tuple[int, ...]:
                 first, last = (int(part) for part in chunk.split("-", 1))
                 if last < first:
                     raise ValueError
+                try:  # before the range is expanded into memory
+                    check_memory("--seeds", "seeds", spec, (len(seeds) + last - first + 1) * BYTES_PER_PLANNED_IMAGE,
+                                 "a pool of this many images per class")
+                except OptionError as error:
+                    raise click.BadParameter(error.problem, param_hint="--seeds") from None
                 seeds.extend(range(first, last + 1))
             else:
                 seeds.append(int(chunk))
@@ -402,12 +422,13 @@ def generate_pool(options: GenerateOptions) -> dict[str, int]:
     the manifest, rewritten every MANIFEST_EVERY_S seconds, had not recorded yet). So a killed run
     redoes at most the images that were in flight; its stale temp files are deleted first.
     """
-    from stylegan2ada.snapshot import SnapshotError, load_generator, snapshot_meta
+    from stylegan2ada.snapshot import SnapshotError, snapshot_meta
 
     _check(options)
     seeds = options.resolved_seeds()
     try:
-        check_output(options.out, [("--network", network) for network in options.networks])
+        check_output(options.out, [("--network", network) for network in options.networks], verb="generate",
+                     owned=OUTPUT_MARKS)
     except OutputError as error:
         raise click.UsageError(str(error)) from error
     device = _device(options.device)
@@ -418,6 +439,21 @@ def generate_pool(options: GenerateOptions) -> dict[str, int]:
     jobs = plan_classes(options, metas, [int(meta["G_init_kwargs"]["c_dim"]) for meta in metas])
 
     pool = Path(options.out)
+    side = options.size or max(int(meta["G_init_kwargs"].get("img_resolution", 256)) for meta in metas)
+    present = sum(len(list((pool / job.class_name).glob("seed*.png"))) for job in jobs)
+    needed = max(0, len(seeds) * len(jobs) - present) * side**2 * 3 // 2  # PNGs: about half of raw RGB
+    try:
+        with writing(pool, "generate", needed=needed):
+            return _write_pool(options, pool, jobs, seeds, device)
+    except OutputError as error:  # another writer, or a full disk
+        raise click.ClickException(str(error)) from error
+
+
+def _write_pool(options: GenerateOptions, pool: Path, jobs: list[ClassJob], seeds: tuple[int, ...],
+                device: Any) -> dict[str, int]:
+    """generate_pool's work, under the writer lock of the pool."""
+    from stylegan2ada.snapshot import SnapshotError, load_generator
+
     remove_stale_temporaries(pool, [job.class_name for job in jobs])
     write_options(pool / "generate_options.json", options)
     manifest_path = pool / "manifest.csv"
@@ -502,7 +538,7 @@ def _seeds_option(ctx: click.Context, param: click.Parameter, value: str | None)
     help="Snapshot (.pt) or official NVlabs .pkl (read without running its code); repeat for one "
     "unconditional network per class.",
 )
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Pool folder.")
+@click.option("--out", type=OutputPath(), required=True, help="Pool folder.")
 @click.option("--per-class", type=RangedNumber(GenerateOptions, "per_class"),
               help="Images per class (seeds 0..N-1).")
 @click.option("--seeds", callback=_seeds_option, help="Seeds, e.g. 0-999 or 0,5,10-19.")
@@ -542,4 +578,8 @@ def _seeds_option(ctx: click.Context, param: click.Parameter, value: str | None)
 )
 def generate_command(**kwargs: Any) -> None:
     """Generate a synthetic pool POOL/<class>/seedNNNNN.png (+ manifest.csv, preview.png) from snapshots."""
-    generate_pool(GenerateOptions(**kwargs))
+    try:
+        options = GenerateOptions(**kwargs)
+    except OptionError as error:  # a size beyond this machine's memory
+        raise click.ClickException(str(error)) from error
+    generate_pool(options)

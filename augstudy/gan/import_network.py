@@ -12,7 +12,8 @@ from typing import Any
 import click
 
 from augstudy.gan.cli_options import comma_list
-from augstudy.outputs import OutputError, check_output
+from augstudy.locks import DiskFullError, full_disk_reported
+from augstudy.outputs import OutputError, OutputPath, check_output
 
 
 def import_network(pkl: Path, out: Path, classes: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -47,7 +48,10 @@ def import_network(pkl: Path, out: Path, classes: tuple[str, ...] = ()) -> dict[
         extra.update({"class_names": list(classes)} if c_dim else {"class_name": classes[0]})
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        save_snapshot(out, snapshot)
+        with full_disk_reported(out.parent):
+            save_snapshot(out, snapshot)
+    except DiskFullError as error:
+        raise click.ClickException(f"--out {out}: {error}") from None
     except OSError as error:
         raise click.ClickException(
             f"--out {out}: cannot write the snapshot ({error.strerror or error})."
@@ -66,7 +70,7 @@ def import_network(pkl: Path, out: Path, classes: tuple[str, ...] = ()) -> dict[
 @click.argument("pkl", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option(
     "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutputPath(file=True),
     required=True,
     help="Snapshot to write (.pt), readable by generate, gan-metrics and train-gan --resume-from.",
 )

@@ -20,9 +20,11 @@ from typing import Any
 import click
 
 from augstudy.gan.cli_options import comma_list
+from augstudy.locks import writing
 from augstudy.options import RangedNumber, check_ranges, ranged, write_options
-from augstudy.outputs import OutputError, check_output
+from augstudy.outputs import OutputError, OutputPath, check_output
 from stylegan2ada.configs import CONFIG_NAMES
+from stylegan2ada.io import sha256_file
 
 CONDITIONAL_RUN = "conditional"
 TRANSFER_TABLE = "transfer.txt"
@@ -30,7 +32,14 @@ TRANSFER_TABLE = "transfer.txt"
 _SOURCE_SIZES = {"channel_base": "--cbase", "channel_max": "--cmax", "mapping_layers": "--map",
                  "mbstd_group": "--mbstd-group"}
 ALL_CLASSES_ZIP = "all.zip"
+# Upper ends of the sizes that fill memory: 4x the largest minibatch of the reference configs on 8 GPUs
+# (--cbase and --cmax stop at 4x the largest reference config), and the images of a snapshot metric
+# (50k is FID's usual count).
+MAX_BATCH = 4 * 512
+MAX_METRICS_IMAGES = 100_000
 OPTIONS_FILE = "train_gan_options.json"
+# Errors caused by the inputs or the disk: the CLI and `augstudy run` show their message, no traceback.
+USER_ERRORS = (OutputError,)
 
 # Fields of TrainGanOptions handed to stylegan2ada.training.TrainOptions under the same name when set;
 # None leaves the library's default (the reference train.py's) in place, so defaults live in one place.
@@ -90,7 +99,7 @@ class TrainGanOptions:
     conditional: bool = False
     cfg: str | None = None
     kimg: float | None = ranged(None, low=0, low_open=True)
-    batch: int | None = ranged(None, low=1, integer=True)
+    batch: int | None = ranged(None, low=1, high=MAX_BATCH, integer=True)
     gamma: float | None = ranged(None, low=0)
     aug: str | None = None
     p: float | None = ranged(None, low=0, high=1)
@@ -106,8 +115,8 @@ class TrainGanOptions:
     fp32: bool | None = None
     gpus: int = ranged(1, low=1, integer=True)
     workers: int | None = ranged(None, low=0, integer=True)
-    channel_base: int | None = ranged(None, low=1, integer=True, flag="--cbase")
-    channel_max: int | None = ranged(None, low=1, integer=True, flag="--cmax")
+    channel_base: int | None = ranged(None, low=1, high=4 * 32768, integer=True, flag="--cbase")
+    channel_max: int | None = ranged(None, low=1, high=4 * 512, integer=True, flag="--cmax")
     mapping_layers: int | None = ranged(None, low=1, integer=True, flag="--map")
     glr: float | None = ranged(None, low=0, low_open=True)
     dlr: float | None = ranged(None, low=0, low_open=True)
@@ -117,7 +126,7 @@ class TrainGanOptions:
     tick_kimg: float | None = ranged(None, low=0, low_open=True, flag="--tick")
     nonfinite_limit: int | None = ranged(None, low=1, integer=True)
     metrics: tuple[str, ...] = ()
-    metrics_images: int | None = ranged(None, low=1, integer=True)
+    metrics_images: int | None = ranged(None, low=1, high=MAX_METRICS_IMAGES, integer=True)
     inception: Path | None = None
     cpu_train: bool = True
     threads: int | None = ranged(None, low=1, integer=True)
@@ -155,7 +164,7 @@ def plan_runs(options: TrainGanOptions) -> list[GanRun]:
             raise click.UsageError(
                 f"{data} is missing: re-run `augstudy prepare` to write the all-classes zip."
             )
-        extra = {"class_names": _class_names(data), "data": str(data.resolve())}
+        extra = {"class_names": _class_names(data), "data": str(data.resolve()), "data_sha256": sha256_file(data)}
         return [GanRun(CONDITIONAL_RUN, data, out / CONDITIONAL_RUN, extra)]
 
     available = sorted(path.stem for path in gan_dir.glob("*.zip") if path.name != ALL_CLASSES_ZIP)
@@ -174,7 +183,8 @@ def plan_runs(options: TrainGanOptions) -> list[GanRun]:
             name,
             gan_dir / f"{name}.zip",
             out / name,
-            {"class_name": name, "data": str((gan_dir / f"{name}.zip").resolve())},
+            {"class_name": name, "data": str((gan_dir / f"{name}.zip").resolve()),
+             "data_sha256": sha256_file(gan_dir / f"{name}.zip")},
         )
         for name in chosen
     ]
@@ -223,16 +233,19 @@ def train_options_for(options: TrainGanOptions, run: GanRun, *, resume: bool) ->
 
 def describe_runs(options: TrainGanOptions) -> dict[str, dict[str, Any]]:
     """Per run, the resolved training options with G and D parameter counts (what --dry-run prints)."""
+    return {run.name: _describe(run, train_options_for(options, run, resume=_newest_snapshot(run) is not None))
+            for run in plan_runs(options)}
+
+
+def _describe(run: GanRun, train_options: Any) -> dict[str, Any]:
+    """The library's description of one run; building its networks refuses what training would refuse
+    (e.g. --freezed beyond D's layers, a --resume-from network that cannot be adapted to this data)."""
     from stylegan2ada.training import describe
 
-    described = {}
-    for run in plan_runs(options):
-        train_options = train_options_for(options, run, resume=_newest_snapshot(run) is not None)
-        try:
-            described[run.name] = describe(train_options)
-        except ValueError as error:  # e.g. a --resume-from network that cannot be adapted to this data
-            raise click.UsageError(f"[{run.name}] {error}") from None
-    return described
+    try:
+        return describe(train_options)
+    except ValueError as error:
+        raise click.UsageError(f"[{run.name}] {error}") from None
 
 
 def _newest_snapshot(run: GanRun) -> Path | None:
@@ -245,6 +258,24 @@ def _newest_snapshot(run: GanRun) -> Path | None:
             f"[{run.name}] cannot resume: {error} Move that file out of {run.run_dir} to resume from the "
             f"others, or choose another --out."
         ) from None
+
+
+def check_same_data(run: GanRun, snapshot: Path | None) -> None:
+    """Refuse to resume a run whose snapshot was trained on other data than the prepared zip holds now.
+
+    Snapshots record the sha256 of the zip they trained on; one from before that record is trusted.
+    """
+    from stylegan2ada.snapshot import snapshot_meta
+
+    if snapshot is None:
+        return
+    trained_on = snapshot_meta(snapshot).get("extra_meta", {}).get("data_sha256")
+    if trained_on is not None and trained_on != run.extra_meta["data_sha256"]:
+        raise click.UsageError(
+            f"[{run.name}] {snapshot} was trained on other data than {run.data} holds now (the prepared data "
+            f"changed since); choose another --out to train on the new data, or re-prepare the data as before "
+            f"to continue this run."
+        )
 
 
 def _done_nimg(snapshot: Path | None) -> int:
@@ -340,10 +371,7 @@ def train_gans(options: TrainGanOptions) -> dict[str, Path | None]:
     """
     runs = plan_runs(options)
     check_resume_from(options)
-    try:
-        out = check_output(options.out, {"--data": options.data})
-    except OutputError as error:
-        raise click.UsageError(str(error)) from error
+    out = _checked_out(options)
     if options.ops is not None:  # fail before any work when the requested kernels cannot be used
         from stylegan2ada import ops
 
@@ -351,7 +379,6 @@ def train_gans(options: TrainGanOptions) -> dict[str, Path | None]:
             ops.set_impl(options.ops)
         except RuntimeError as error:
             raise click.UsageError(f"--ops {options.ops}: {error}") from error
-    write_options(out / OPTIONS_FILE, options)
 
     pending: list[tuple[GanRun, Any, float]] = []
     finished: dict[str, Path | None] = {}
@@ -362,6 +389,7 @@ def train_gans(options: TrainGanOptions) -> dict[str, Path | None]:
                 f"{run.run_dir} already holds {newest.name}; drop --no-resume to continue "
                 f"it, or choose another --out to start afresh."
             )
+        check_same_data(run, newest)
         train_options = train_options_for(options, run, resume=newest is not None)
         done_nimg = _done_nimg(newest)
         progress = f"{done_nimg / 1000:g} of {train_options.kimg:g} kimg"
@@ -373,12 +401,16 @@ def train_gans(options: TrainGanOptions) -> dict[str, Path | None]:
                 print(f"[{run.name}] resuming from {newest.name} ({progress}).", flush=True)
             pending.append((run, train_options, done_nimg / 1000))
     for run, train_options, _ in pending:
+        _describe(run, train_options)  # fails here, before any work, on what training would fail on
         if train_options.resume_from is not None:
             _report_transfer(options, run)
     hooks = {run.name: _metrics_hook(options, run) for run, _, _ in pending}
     from stylegan2ada.snapshot import SnapshotError
 
-    with torch_threads(options.threads):
+    # Under torchrun every rank runs this; rank 0 holds the lock for the job (the others would be refused).
+    lock = writing(out, "train-gan") if int(os.environ.get("RANK", "0")) == 0 else contextlib.nullcontext(out)
+    with lock, torch_threads(options.threads):
+        write_options(out / OPTIONS_FILE, options)  # only once every option passed its checks
         try:
             trained = _train_pending(options, pending, hooks)
         except SnapshotError as error:  # a snapshot a run resumes from does not fit it (damaged or planted)
@@ -387,6 +419,15 @@ def train_gans(options: TrainGanOptions) -> dict[str, Path | None]:
         return {**finished, **{run.name: None for run, _, _ in pending}}
     finished.update(trained)
     return {run.name: finished[run.name] for run in runs}
+
+
+def _checked_out(options: TrainGanOptions) -> Path:
+    """--out, checked as `check_output` does for every verb (the dry run checks it too)."""
+    try:
+        return check_output(options.out, {"--data": options.data, "--resume-from": options.resume_from,
+                                          "--inception": options.inception}, verb="train-gan", owned=(OPTIONS_FILE,))
+    except OutputError as error:
+        raise click.UsageError(str(error)) from error
 
 
 @contextlib.contextmanager
@@ -444,7 +485,7 @@ def _train_pending(options: TrainGanOptions, pending: list[tuple[GanRun, Any, fl
 )
 @click.option(
     "--out",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=OutputPath(),
     required=True,
     help="Folder of run folders (one per class, or `conditional`).",
 )
@@ -536,6 +577,10 @@ def train_gan_command(dry_run: bool, **kwargs: Any) -> None:
     options = TrainGanOptions(**kwargs)
     if dry_run:
         check_resume_from(options)
+        _checked_out(options)
         click.echo(json.dumps(describe_runs(options), indent=2, sort_keys=True, default=str))
         return
-    train_gans(options)
+    try:
+        train_gans(options)
+    except USER_ERRORS as error:
+        raise click.ClickException(str(error)) from error

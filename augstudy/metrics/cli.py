@@ -21,6 +21,7 @@ from augstudy.metrics.evaluate import GanMetricsOptions, gan_metrics, output_pat
 from augstudy.metrics.inception import InceptionUnavailableError
 from augstudy.metrics.swd import NORMALIZATIONS
 from augstudy.options import RangedNumber
+from augstudy.outputs import OutputPath
 
 # Errors caused by the inputs or options: the CLI and `augstudy run` show their message, no traceback.
 USER_ERRORS = (InceptionUnavailableError, FileNotFoundError, ValueError)
@@ -64,7 +65,7 @@ USER_ERRORS = (InceptionUnavailableError, FileNotFoundError, ValueError)
 )
 @click.option(
     "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutputPath(file=True),
     default=None,
     help="Report JSON [default: FAKE/metrics.json].",
 )
@@ -122,13 +123,13 @@ def gan_metrics_command(**kwargs: Any) -> None:
         metrics = parse_metrics(kwargs.pop("metrics"))
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--metrics") from error
-    options = GanMetricsOptions(
-        metrics=metrics,
-        kid_num_subsets=kwargs.pop("kid_subsets"),
-        kid_max_subset_size=kwargs.pop("kid_subset_size"),
-        **kwargs,
-    )
     try:
+        options = GanMetricsOptions(
+            metrics=metrics,
+            kid_num_subsets=kwargs.pop("kid_subsets"),
+            kid_max_subset_size=kwargs.pop("kid_subset_size"),
+            **kwargs,
+        )
         report = gan_metrics(options)
     except USER_ERRORS as error:
         raise click.ClickException(str(error)) from error

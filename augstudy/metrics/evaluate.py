@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from augstudy.locks import full_disk_reported
 from augstudy.metrics.defaults import (
     BATCH_SIZE,
     INCEPTION_METRICS,
@@ -45,11 +46,22 @@ from augstudy.metrics.inception import InceptionUnavailableError
 from augstudy.metrics.kid_fid import frechet_inception_distance, kernel_inception_distance
 from augstudy.metrics.memorisation import MemorisationOptions, memorisation_check, pixel_vectors
 from augstudy.metrics.swd import sliced_wasserstein_distance
-from augstudy.options import check_ranges, ranged, write_options
-from augstudy.outputs import check_output
+from augstudy.options import (
+    MAX_SIDE,
+    check_backbone_memory,
+    check_memory,
+    check_ranges,
+    ranged,
+    write_options,
+)
+from augstudy.outputs import check_output, last_writer
 from stylegan2ada.io import atomic_write_json
 
 OPTIONS_FILENAME = "gan_metrics_options.json"
+REPORT_FILENAME = "metrics.json"
+# Memory held per generated image drawn from --network: its Inception features in float64 and a
+# 256 px RGB image on its way there.
+BYTES_PER_NETWORK_IMAGE = 2048 * 8 + 3 * 256 * 256
 GENERATOR_METRICS: tuple[str, ...] = ("kid", "fid", "swd")
 
 
@@ -85,13 +97,17 @@ class GanMetricsOptions:
     kid_num_subsets: int = ranged(KID_NUM_SUBSETS, low=1, integer=True, flag="--kid-subsets")
     kid_max_subset_size: int = ranged(KID_MAX_SUBSET_SIZE, low=2, integer=True, flag="--kid-subset-size")
     swd_normalization: str = SWD_NORMALIZATION
-    memo_pixel_size: int = ranged(MEMO_PIXEL_SIZE, low=1, integer=True)
+    memo_pixel_size: int = ranged(MEMO_PIXEL_SIZE, low=1, high=MAX_SIDE, integer=True)
     memo_ratio: float = ranged(MEMO_RATIO, low=0, high=1)
     memo_pixel_threshold: float = ranged(MEMO_PIXEL_ABSOLUTE_THRESHOLD, low=0)
     memo_feature_threshold: float = ranged(MEMO_FEATURE_ABSOLUTE_THRESHOLD, low=0)
 
     def __post_init__(self) -> None:
         check_ranges(self)
+        check_backbone_memory(299, self.batch_size, "--batch", "batch_size")  # Inception's input side
+        if self.network is not None:
+            check_memory("--num-images", "num_images", self.num_images, self.num_images * BYTES_PER_NETWORK_IMAGE,
+                         "drawing this many images from --network")
 
     def memorisation_options(self) -> MemorisationOptions:
         return MemorisationOptions(
@@ -122,7 +138,12 @@ def output_path(options: GanMetricsOptions) -> Path:
         raise ValueError(
             f"--fake {options.fake} is not a folder, so there is no default report path; pass --out FILE"
         )
-    return Path(options.fake) / "metrics.json"
+    return Path(options.fake) / REPORT_FILENAME
+
+
+def is_pool(folder: Path) -> bool:
+    """A folder `augstudy generate` wrote: its manifest, or its lock naming the verb."""
+    return (folder / "manifest.csv").is_file() or last_writer(folder).get("verb") == "generate"
 
 
 def pair_classes(
@@ -147,9 +168,18 @@ def pair_classes(
 
 
 def resolve_device(device: str) -> torch.device:
+    """"auto", "cpu", "cuda" or "cuda:N" as a torch device; an unknown or absent device is a ValueError."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    kind, _, index = device.partition(":")
+    if device == "cpu" or (kind == "cuda" and (not index or index.isdigit())):
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: no CUDA device is available here; use --device cpu or auto")
+        if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
+            raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                             f"numbered from 0")
+        return torch.device(device)
+    raise ValueError(f"--device {device!r}: choose auto, cpu, cuda or cuda:N")
 
 
 def gan_metrics(options: GanMetricsOptions) -> dict[str, Any]:
@@ -161,10 +191,27 @@ def gan_metrics(options: GanMetricsOptions) -> dict[str, Any]:
     if (options.fake is None) == (options.network is None):
         raise ValueError("give either --fake IMAGES or --network SNAPSHOT_OR_PKL, not both or neither")
     out = output_path(options)
-    # The report may sit in a fake folder (its documented place, beside the pool), never among the real images.
-    fake_file = [("--fake", options.fake)] if options.fake is not None and Path(options.fake).is_file() else []
+    resolve_device(options.device)  # refused before any work, even when no metric would use it
+    # The report may sit in a pool as POOL/metrics.json (its documented place, read by publish), never
+    # anywhere else inside an input: not in a folder of real images given as --fake, not over a pool image.
+    fake = Path(options.fake) if options.fake is not None else None
+    in_its_place = fake is not None and is_pool(fake) and Path(out).resolve() == (fake / REPORT_FILENAME).resolve()
+    fake_input = [("--fake", fake)] if fake is not None and not in_its_place else []
+    if fake is not None and fake.is_dir() and not is_pool(fake) and options.out is None:
+        raise ValueError(f"--fake {fake} is not a pool written by `augstudy generate` (no manifest.csv), so the "
+                         "report is not written into it; pass --out FILE outside the inputs")
     network = [("--network", options.network)] if options.network is not None else []
-    check_output(out, [("--real", options.real), *fake_file, *network], is_file=True)
+    network += [("--inception", options.inception)] if options.inception is not None else []
+    check_output(out, [("--real", options.real), *fake_input, *network], is_file=True, verb="gan-metrics",
+                 owned=(OPTIONS_FILENAME,))
+    check_output(out.parent / OPTIONS_FILENAME, [("--real", options.real), *fake_input, *network], is_file=True,
+                 flag="its options file")
+    with full_disk_reported(out.parent):
+        return _measure(options, out)
+
+
+def _measure(options: GanMetricsOptions, out: Path) -> dict[str, Any]:
+    """gan_metrics' work once its output is checked."""
     if options.network is not None:
         return _network_report(options, out)
     real, fake = open_source(options.real), open_source(options.fake)

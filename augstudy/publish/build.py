@@ -195,6 +195,11 @@ def prepare_release(options: PublishOptions) -> Release:
     """Read the pool and its provenance, and validate the metadata; nothing is written."""
     pool_images = read_pool(options.pool)
     metrics = read_metrics(options.pool)
+    if options.exclude_flagged and not _has_memorisation(metrics):
+        raise PublishError(
+            f"--exclude-flagged: {options.pool / 'metrics.json'} holds no memorisation check, so nothing could be "
+            f"left out; run `augstudy gan-metrics --real PREPARED --fake {options.pool} --metrics memo` first"
+        )
     flagged = flagged_files(metrics) & {image.file for image in pool_images}
     selection = select_images(
         pool_images,
@@ -273,6 +278,12 @@ def prepare_release(options: PublishOptions) -> Release:
         options, title=title, subtitle=subtitle, license=license_name, keywords=tuple(keywords)
     )
     return Release(resolved, tuple(planned), metadata, readme, provenance, flagged_published)
+
+
+def _has_memorisation(metrics: Any) -> bool:
+    """Whether a gan-metrics report holds the memorisation check of at least one class."""
+    classes = metrics.get("classes", {}) if isinstance(metrics, dict) else {}
+    return any(isinstance(result, dict) and "memorisation" in result for result in classes.values())
 
 
 def _write_image(planned: PlannedImage, target: Path, size: int) -> str:

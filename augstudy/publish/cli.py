@@ -8,11 +8,14 @@ from typing import Any
 
 import click
 
+from augstudy.locks import writing
 from augstudy.optional import MissingDependencyError
-from augstudy.outputs import OutputError, check_output
+from augstudy.options import MAX_SIDE, class_list
+from augstudy.outputs import OutputError, OutputPath, check_output
 from augstudy.publish.build import BuildResult, PublishOptions, options_path, prepare_release, write_release
 from augstudy.publish.datasheet import plural
 from augstudy.publish.errors import PublishError
+from augstudy.publish.metadata import METADATA_FILE
 from augstudy.publish.upload import (
     UploadPlan,
     UploadResult,
@@ -31,17 +34,26 @@ class PublishResult:
     flagged_published: tuple[str, ...]
 
 
+def build_lock(out: Path) -> Path:
+    """The writer lock of a release folder: beside it, with the build's temp folders, as the build
+    replaces the folder itself by a rename."""
+    return out.resolve().parent / f".{out.name}.publish-lock"
+
+
 def publish(options: PublishOptions, api: Any = None) -> PublishResult:
     """Validate, build --out, and with --upload send it to Kaggle (through `api` when given).
 
     Order matters: the metadata is validated and the credentials are checked before anything is
     written, and nothing remote happens on --dry-run.
     """
-    check_output(options.out, {"--pool": options.pool, "--prepared": options.prepared})
-    release = prepare_release(options)
-    if options.upload and not options.dry_run and api is None:
-        api = connect_kaggle()
-    build = write_release(release)
+    out = Path(options.out)
+    check_output(out, {"--pool": options.pool, "--prepared": options.prepared}, verb="publish",
+                 owned=(METADATA_FILE,))
+    with writing(out, "publish", lock_file=build_lock(out)):
+        release = prepare_release(options)
+        if options.upload and not options.dry_run and api is None:
+            api = connect_kaggle()
+        build = write_release(release)
     plan = plan_upload(build.folder, options.public, options.version_notes)
     uploaded = upload_dataset(plan, api) if options.upload and not options.dry_run else None
     return PublishResult(build, plan, uploaded, release.flagged_published)
@@ -60,7 +72,7 @@ def _split(text: str) -> tuple[str, ...]:
 )
 @click.option(
     "--out",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=OutputPath(),
     required=True,
     help="Dataset folder to build; it is what gets uploaded.",
 )
@@ -79,12 +91,12 @@ def _split(text: str) -> tuple[str, ...]:
 )
 @click.option(
     "--size",
-    type=click.IntRange(min=8),
+    type=click.IntRange(min=8, max=MAX_SIDE),
     default=224,
     show_default=True,
     help="Published side length in px (Lanczos resampling when the pool differs).",
 )
-@click.option("--classes", default="", help="Comma-separated classes to publish (default: all in the pool).")
+@click.option("--classes", default=None, help="Comma-separated classes to publish (default: all in the pool).")
 @click.option("--title", default=None, help="Dataset title, 6-50 characters.")
 @click.option("--subtitle", default=None, help="Dataset subtitle, 20-80 characters.")
 @click.option(
@@ -128,7 +140,7 @@ def publish_command(
     slug: str,
     per_class: int,
     size: int,
-    classes: str,
+    classes: str | None,
     title: str | None,
     subtitle: str | None,
     license_name: str | None,
@@ -151,7 +163,7 @@ def publish_command(
         slug=slug,
         per_class=per_class,
         size=size,
-        classes=_split(classes),
+        classes=class_list(classes),
         title=title,
         subtitle=subtitle,
         license=license_name,

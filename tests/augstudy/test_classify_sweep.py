@@ -308,7 +308,7 @@ def test_torch_backend_in_a_fresh_process(sweep, tmp_path: Path) -> None:
     (("--patience", "0"), "'--patience': 0: must be an integer >= 1"),
     (("--batch-size", "0"), "'--batch-size': 0: must be an integer >= 1"),
     (("--learning-rate", "0"), "'--learning-rate': 0.0: must be a number > 0"),
-    (("--bootstrap", "10"), "'--bootstrap': 10: must be an integer >= 100"),
+    (("--bootstrap", "10"), "'--bootstrap': 10: must be an integer in [100, 100000]"),
     (("--ratios", "25,50"), "include 0"),
     (("--arms", "gan,mixup"), "--arms gan,mixup: give distinct arms"),
     (("--real-fractions", "0,50"), "--real-fractions 0,50: give distinct percentages in (0, 100]"),

@@ -211,9 +211,10 @@ def test_a_labelled_zip_against_class_folders_and_plain_folders_against_each_oth
         "tumour": 13,
     }
 
-    flat = run("--real", prepared / "images/train/tumour", "--fake", pool / "tumour", "--metrics", "swd,memo")
+    flat = run("--real", prepared / "images/train/tumour", "--fake", pool / "tumour", "--metrics", "swd,memo",
+               "--out", tmp_path / "flat.json")
     assert flat.exit_code == 0, flat.output + str(flat.exception)
-    one_set = json.loads((pool / "tumour" / "metrics.json").read_text())
+    one_set = json.loads((tmp_path / "flat.json").read_text())
     assert list(one_set["classes"]) == ["all"] and one_set["classes"]["all"]["num_real"] == 13
 
 
@@ -222,7 +223,7 @@ def test_sources_without_a_shared_class_and_bad_arguments_are_reported(
 ) -> None:
     other = tmp_path / "other"
     save(other / "cats" / "a.png", np.zeros((SIZE, SIZE), np.uint8))
-    result = run("--real", prepared, "--fake", other, "--metrics", "swd")
+    result = run("--real", prepared, "--fake", other, "--metrics", "swd", "--out", tmp_path / "m.json")
     assert result.exit_code == 1 and "no class in common" in result.output
     result = run("--real", prepared, "--fake", prepared / "gan/normal.zip", "--metrics", "swd")
     assert result.exit_code == 1 and "pass --out FILE" in result.output

@@ -111,7 +111,8 @@ def test_a_folder_the_verb_did_not_write_is_never_emptied(templates: dict[str, P
     """phantom replaces Data/ and prepare replaces images/ in their own output; a user's folder that
     happens to hold those names (a real Kaggle download has Data/) is refused, not cleaned."""
     out = place(templates, "phantom", tmp_path / "kaggle-download")
-    (out / "phantom_options.json").unlink()  # a real download, not a phantom folder
+    for mark in ("phantom_options.json", ".augstudy-lock"):  # a real download, not a phantom folder
+        (out / mark).unlink()
     if verb == "prepare":
         shutil.copytree(out / "Data", out / "images")
     before = tree(out)

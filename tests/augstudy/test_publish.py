@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import errno
 import json
 import sys
 import types
@@ -17,6 +18,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from augstudy.cli import main
+from augstudy.locks import DiskFullError
+from augstudy.outputs import OutputError
 from augstudy.publish.build import PublishOptions, options_path, prepare_release
 from augstudy.publish.cli import publish
 from augstudy.publish.datasheet import redact_paths, seed_ranges
@@ -208,7 +211,7 @@ def test_build_writes_a_valid_dataset_folder(tmp_path: Path) -> None:
     ]
     recorded = json.loads(options_path(folder).read_text())
     assert recorded["license"] == "CC0-1.0" and recorded["title"] == metadata["title"]
-    assert not list(tmp_path.glob(".release.*"))  # no staging folder left behind
+    assert not [path for path in tmp_path.glob(".release.*") if path.is_dir()]  # no staging folder left behind
 
 
 def test_datasheet_states_provenance_quality_uses_and_disclaimer(tmp_path: Path) -> None:
@@ -453,7 +456,7 @@ def test_out_that_is_not_a_release_is_refused(tmp_path: Path) -> None:
     make_pool(tmp_path)
     (tmp_path / "release").mkdir()
     (tmp_path / "release" / "precious.txt").write_text("keep me")
-    with pytest.raises(PublishError, match="is not a folder `augstudy publish` built"):
+    with pytest.raises(OutputError, match="is a non-empty folder that `augstudy publish` did not write"):
         publish(options_for(tmp_path))
     assert (tmp_path / "release" / "precious.txt").read_text() == "keep me"
 
@@ -726,3 +729,15 @@ def test_cli_reports_errors_without_a_traceback(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert "id (slug): 'x' is 1 characters" in result.output and "Traceback" not in result.output
+
+
+def test_a_full_disk_is_reported_and_leaves_no_half_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def disk_full(*args: Any) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    make_pool(tmp_path)
+    monkeypatch.setattr("augstudy.publish.build._write_contents", disk_full)
+    with pytest.raises(DiskFullError, match="release is full"):
+        publish(options_for(tmp_path))
+    assert not (tmp_path / "release").exists()
+    assert not [path for path in tmp_path.glob(".release.*") if path.is_dir()]
