@@ -321,7 +321,8 @@ def markdown(report: dict[str, Any]) -> str:
              f"- Torch: installed {report['torch']}; headers from {report['torch_headers']}.",
              ("- Flags: those of torch's extension builder (`_write_ninja_file_to_build_library`, as `build.py`'s "
              "JIT build), one `-gencode` per architecture, plus `--ptxas-options=-v`; compile only (linking "
-             "needs torch's CUDA libraries)."), "",
+             "needs torch's CUDA libraries)."),
+             "- Seconds: wall clock per object, `--jobs` objects at a time, on whatever else the machine runs.", "",
              ("| arch | source | status | seconds | object bytes | kernels | registers | spill stores / loads (bytes) "
              "| stack (bytes) |"), "|---|---|---|---:|---:|---:|---|---|---:|"]
     for entry in report["objects"]:

@@ -180,3 +180,10 @@ def test_without_any_compiler_auto_falls_back_naming_the_extra(gpu_machine_witho
         assert ops.resolve_impl("auto") == "ref"
     assert [w.category for w in record] == [build.KernelFallbackWarning]
     assert "no usable nvcc" in str(record[0].message) and "augstudy[cuda-build]" in str(record[0].message)
+
+
+@pytest.mark.gpu
+def test_on_a_gpu_the_kernels_build_with_a_compiler_of_torchs_cuda_version() -> None:
+    build.load_kernels()
+    used = build.compiler_used()
+    assert used is not None and used.startswith(f"nvcc {torch.version.cuda.split('.')[0]}.")
