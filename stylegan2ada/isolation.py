@@ -4,7 +4,7 @@ Whatever a downloaded `.pkl` or a `.pt` from elsewhere holds, reading it must no
 stay bounded in time and memory, and must end in one message naming the file. The readers
 (stylegan2ada.nvlabs_pickle, stylegan2ada.torch_format) already refuse what they do not know;
 this module is the second wall for what they might miss: they run in a fresh interpreter
-(``python -I``, numpy but no torch, so it starts in about 0.2 s) under an address-space limit
+(``python -I``, no torch and usually no numpy, so it starts in a fraction of a second) under an address-space limit
 (RLIMIT_AS), a CPU limit (RLIMIT_CPU), a wall-clock limit, a limit on what it may write
 (RLIMIT_FSIZE) and no core dumps. A crash (SIGSEGV), a hang or a memory blow-up of the child
 becomes one `ReadResult.error` naming what happened.
@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-BASE_MEMORY = 512 << 20  # address space for an interpreter with numpy (it starts in under 150 MiB)
+BASE_MEMORY = 512 << 20  # address space for the interpreter (with numpy it starts in under 150 MiB)
 MEMORY_PER_BYTE = 3  # the file's bytes, its storages' checked copies, and one tensor being written
 BASE_SECONDS = 20.0
 SECONDS_PER_GB = 40.0  # the pure-Python reader handles about 100 MB/s on one core of this machine
@@ -218,7 +218,7 @@ class _TensorWriter:
         with open(path, "wb") as handle:
             handle.write(struct.pack("<Q", len(text)) + text)
             for _, record in self.pending:
-                handle.write(record.array().data)
+                handle.write(record.contiguous_bytes())
 
 
 def _peak_rss() -> int:

@@ -12,7 +12,16 @@ from typing import Any
 
 import pytest
 import torch
-from crafted_files import CASES, FIXTURES, Case, networks_pickle, official_pickle, saved, tiny_snapshot
+from crafted_files import (
+    CASES,
+    FIXTURES,
+    Case,
+    minimal_pickle,
+    networks_pickle,
+    official_pickle,
+    saved,
+    tiny_snapshot,
+)
 
 from stylegan2ada import isolation
 from stylegan2ada.network_limits import parameter_bound
@@ -146,14 +155,15 @@ def _limits(**changes: Any) -> Callable[[int], isolation.Limits]:
     ({"wall_seconds": 0.01}, None, r"reading it took longer than 0 s, so it was stopped"),
     ({}, "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)", r"crashed the isolated reader \(SIGSEGV\)"),
     ({}, "import resource, signal; signal.pause()", r"took longer than 0 s"),
-    ({"memory": 64 << 20}, None, r"(needs more than the 64 MiB|isolated reader failed)"),
+    ({"memory": 48 << 20}, None, r"reading it needs more than the 48 MiB allowed"),
 ], ids=["wall-limit", "segfault", "hang", "memory-limit"])
 def test_a_reader_that_hangs_crashes_or_runs_out_of_memory_is_our_error(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, changes: dict[str, Any], command: str | None,
         match: str) -> None:
     """The child's limits and death become one message naming the file (a stand-in child where needed)."""
     path = tmp_path / "networks.pkl"
-    path.write_bytes(networks_pickle())
+    blob = b"B" + (48 << 20).to_bytes(4, "little") + bytes(48 << 20)  # 48 MB of bytes: more than the memory limit
+    path.write_bytes(minimal_pickle(blob) if "memory" in changes else networks_pickle())
     monkeypatch.setattr(isolation.Limits, "for_bytes", staticmethod(_limits(
         **changes, **({"wall_seconds": 0.5} if command and "pause" in command else {}))))
     if command is not None:
