@@ -16,10 +16,12 @@ from crafted_files import (
     CASES,
     FIXTURES,
     Case,
+    glob,
     minimal_pickle,
     networks_pickle,
     official_pickle,
     saved,
+    text,
     tiny_snapshot,
 )
 
@@ -182,3 +184,21 @@ def test_the_parameter_bound_holds_before_anything_is_built(cfg: str, resolution
         count = sum(param.numel() for param in network.parameters())
         assert count <= parameter_bound(class_name, network.init_kwargs) <= 1.15 * count
 
+
+
+def test_numpy_scalars_read_as_numpy_writes_them(tmp_path: Path) -> None:
+    """The child decodes numpy scalars without numpy: each must equal numpy's own value, bit for bit."""
+    import numpy as np
+
+    values = {"f4": np.float32(0.1), "f8": np.float64(-2.5e-300), "f2": np.float16(0.3), "i8": np.int64(-3),
+              "u1": np.uint8(200), "b1": np.bool_(True)}
+    path = tmp_path / "scalars.pkl"
+    path.write_bytes(pickle.dumps({"training_set_kwargs": values}, protocol=4))
+    read = read_network_pickle(path).training_set_kwargs
+    assert read == {key: value.item() for key, value in values.items()}
+    assert all(type(read[key]) is type(value.item()) for key, value in values.items())
+    state = b"(K\x03" + text(">") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00t"  # a big-endian int32
+    dtype = glob("numpy", "dtype") + b"(" + text("i4") + b"\x89\x88tR" + state + b"b"
+    scalar = glob("numpy._core.multiarray", "scalar") + b"(" + dtype + b"C\x04\x00\x00\x01\x07tR"
+    path.write_bytes(minimal_pickle(b"}" + text("big") + scalar + b"s"))
+    assert read_network_pickle(path).training_set_kwargs == {"big": 263}
