@@ -17,6 +17,7 @@ The parent parses that with the safetensors library and never sees the untrusted
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -26,7 +27,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -124,7 +124,8 @@ def child_command() -> list[str]:
 def _wait(command: list[str], request: bytes, env: dict[str, str], timeout: float) -> tuple[int | None, bytes]:
     """Run the child to its end or kill it at `timeout`; its exit status (None: killed) and stderr.
 
-    os.wait4 rather than subprocess.run: it also reports the child's own peak memory and CPU time.
+    Polls os.wait4 rather than subprocess.run: it also reports the child's CPU time, and the child
+    is killed only while it is certainly still ours (never a reaped, possibly reused, process id).
     """
     global last_usage
     start = time.monotonic()
@@ -132,16 +133,19 @@ def _wait(command: list[str], request: bytes, env: dict[str, str], timeout: floa
         command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors, env=env
     ) as child:
         assert child.stdin is not None
-        child.stdin.write(request)
-        child.stdin.close()
-        timer = threading.Timer(timeout, child.kill)
-        timer.start()
-        try:
-            _, status, usage = os.wait4(child.pid, 0)
-        finally:
-            timer.cancel()
+        with contextlib.suppress(BrokenPipeError):  # a child that died at once is reported below
+            child.stdin.write(request)
+            child.stdin.close()
+        killed = False
+        while True:
+            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() - start > timeout and not killed:
+                child.kill()
+                killed = True
+            time.sleep(0.005)
         child.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
-        killed = child.returncode == -signal.SIGKILL and time.monotonic() - start >= timeout
         last_usage = ChildUsage(usage.ru_utime + usage.ru_stime, time.monotonic() - start)
         errors.seek(0)
         return (None if killed else child.returncode), errors.read(1 << 16)
@@ -235,10 +239,14 @@ def _readers() -> dict[str, Callable[..., Any]]:
 
 
 def child_main() -> None:
-    """Entry point of the child: limits first, then read each requested file (see `read_isolated`)."""
+    """Entry point of the child: the request comes on stdin (see `read_isolated`)."""
+    serve(json.loads(sys.stdin.buffer.read(1 << 20)))
+
+
+def serve(request: dict[str, Any]) -> None:
+    """Set the limits first, then read each requested file and write what came of it."""
     import resource
 
-    request = json.loads(sys.stdin.buffer.read(1 << 20))
     resource.setrlimit(resource.RLIMIT_AS, (request["memory"], request["memory"]))
     resource.setrlimit(resource.RLIMIT_CPU, (request["cpu_seconds"], request["cpu_seconds"] + 5))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))

@@ -202,3 +202,20 @@ def test_numpy_scalars_read_as_numpy_writes_them(tmp_path: Path) -> None:
     scalar = glob("numpy._core.multiarray", "scalar") + b"(" + dtype + b"C\x04\x00\x00\x01\x07tR"
     path.write_bytes(minimal_pickle(b"}" + text("big") + scalar + b"s"))
     assert read_network_pickle(path).training_set_kwargs == {"big": 263}
+
+
+def test_when_a_child_reading_several_files_dies_each_is_read_alone(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """latest_snapshot reads every snapshot's metadata in one child: a crash there must name the culprit."""
+    good, bad = tmp_path / "good.pt", tmp_path / "crash.pt"
+    good.write_bytes(saved(tiny_snapshot()))
+    bad.write_bytes(good.read_bytes())
+    stand_in = ("import json, os, signal, sys; import stylegan2ada.isolation as m; "
+                "r = json.loads(sys.stdin.buffer.read()); "
+                "any('crash' in p for p in r['paths']) and os.kill(os.getpid(), signal.SIGSEGV); m.serve(r)")
+    root = str(Path(isolation.__file__).resolve().parents[1])
+    monkeypatch.setattr(isolation, "child_command", lambda: [sys.executable, "-I", "-c",
+                                                              f"import sys; sys.path.insert(0, {root!r}); {stand_in}"])
+    results = isolation.read_isolated("torch-zip", [good, bad], keys=("meta",))
+    assert results[0].error is None and results[0].tree["meta"]["cur_nimg"] == 0
+    assert results[1].error is not None and "crashed the isolated reader (SIGSEGV)" in results[1].error
