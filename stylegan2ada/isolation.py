@@ -4,7 +4,7 @@ Whatever a downloaded `.pkl` or a `.pt` from elsewhere holds, reading it must no
 stay bounded in time and memory, and must end in one message naming the file. The readers
 (stylegan2ada.nvlabs_pickle, stylegan2ada.torch_format) already refuse what they do not know;
 this module is the second wall for what they might miss: they run in a fresh interpreter
-(``python -I``, numpy but no torch, so it starts in about 0.2 s) under an address-space limit
+(``python -I``, no torch and usually no numpy, so it starts in a fraction of a second) under an address-space limit
 (RLIMIT_AS), a CPU limit (RLIMIT_CPU), a wall-clock limit, a limit on what it may write
 (RLIMIT_FSIZE) and no core dumps. A crash (SIGSEGV), a hang or a memory blow-up of the child
 becomes one `ReadResult.error` naming what happened.
@@ -17,6 +17,7 @@ The parent parses that with the safetensors library and never sees the untrusted
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -26,13 +27,12 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-BASE_MEMORY = 512 << 20  # address space for an interpreter with numpy (it starts in under 150 MiB)
+BASE_MEMORY = 512 << 20  # address space for the interpreter (with numpy it starts in under 150 MiB)
 MEMORY_PER_BYTE = 3  # the file's bytes, its storages' checked copies, and one tensor being written
 BASE_SECONDS = 20.0
 SECONDS_PER_GB = 40.0  # the pure-Python reader handles about 100 MB/s on one core of this machine
@@ -124,7 +124,8 @@ def child_command() -> list[str]:
 def _wait(command: list[str], request: bytes, env: dict[str, str], timeout: float) -> tuple[int | None, bytes]:
     """Run the child to its end or kill it at `timeout`; its exit status (None: killed) and stderr.
 
-    os.wait4 rather than subprocess.run: it also reports the child's own peak memory and CPU time.
+    Polls os.wait4 rather than subprocess.run: it also reports the child's CPU time, and the child
+    is killed only while it is certainly still ours (never a reaped, possibly reused, process id).
     """
     global last_usage
     start = time.monotonic()
@@ -132,16 +133,19 @@ def _wait(command: list[str], request: bytes, env: dict[str, str], timeout: floa
         command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors, env=env
     ) as child:
         assert child.stdin is not None
-        child.stdin.write(request)
-        child.stdin.close()
-        timer = threading.Timer(timeout, child.kill)
-        timer.start()
-        try:
-            _, status, usage = os.wait4(child.pid, 0)
-        finally:
-            timer.cancel()
+        with contextlib.suppress(BrokenPipeError):  # a child that died at once is reported below
+            child.stdin.write(request)
+            child.stdin.close()
+        killed = False
+        while True:
+            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() - start > timeout and not killed:
+                child.kill()
+                killed = True
+            time.sleep(0.005)
         child.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
-        killed = child.returncode == -signal.SIGKILL and time.monotonic() - start >= timeout
         last_usage = ChildUsage(usage.ru_utime + usage.ru_stime, time.monotonic() - start)
         errors.seek(0)
         return (None if killed else child.returncode), errors.read(1 << 16)
@@ -218,7 +222,7 @@ class _TensorWriter:
         with open(path, "wb") as handle:
             handle.write(struct.pack("<Q", len(text)) + text)
             for _, record in self.pending:
-                handle.write(record.array().data)
+                handle.write(record.contiguous_bytes())
 
 
 def _peak_rss() -> int:
@@ -235,10 +239,14 @@ def _readers() -> dict[str, Callable[..., Any]]:
 
 
 def child_main() -> None:
-    """Entry point of the child: limits first, then read each requested file (see `read_isolated`)."""
+    """Entry point of the child: the request comes on stdin (see `read_isolated`)."""
+    serve(json.loads(sys.stdin.buffer.read(1 << 20)))
+
+
+def serve(request: dict[str, Any]) -> None:
+    """Set the limits first, then read each requested file and write what came of it."""
     import resource
 
-    request = json.loads(sys.stdin.buffer.read(1 << 20))
     resource.setrlimit(resource.RLIMIT_AS, (request["memory"], request["memory"]))
     resource.setrlimit(resource.RLIMIT_CPU, (request["cpu_seconds"], request["cpu_seconds"] + 5))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))

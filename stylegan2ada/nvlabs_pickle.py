@@ -21,11 +21,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
-
-import numpy as np
 
 from stylegan2ada.bounded_pickle import (
     MAX_NESTING,
@@ -51,7 +50,10 @@ PERSISTENT_GLOBAL = ("torch_utils.persistence", "_reconstruct_persistent_obj")
 # Plain-dict stand-ins for the official code's attribute dict (dnnlib.EasyDict).
 _EASYDICT_GLOBALS = {("dnnlib.util", "EasyDict"), ("dnnlib", "EasyDict")}
 _NUMPY_SCALAR_GLOBALS = {("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar")}
-_NUMPY_DTYPE = re.compile(r"^[<>|=]?[biuf][1248]$")  # numbers only: bool, integers, floats
+_NUMPY_DTYPE = re.compile(r"^[<>|=]?([biuf][1248])$")  # numbers only: bool, integers, floats
+# numpy dtype (kind and size) -> struct format: numpy scalars decode without numpy in the child
+_STRUCT = {"b1": "?", "i1": "b", "i2": "h", "i4": "i", "i8": "q", "u1": "B", "u2": "H", "u4": "I", "u8": "Q",
+           "f2": "e", "f4": "f", "f8": "d"}
 NETWORK_ENTRIES = ("G", "D", "G_ema", "augment_pipe")
 # The persistent classes of the official training/networks.py and training/augment.py.
 NETWORK_CLASSES = frozenset(
@@ -158,29 +160,32 @@ def _persistent_object(meta: Any) -> _Record:
 
 
 class _DtypeRecord:
-    """``numpy.dtype(spec)``: a number type, complete after exactly one BUILD, then fixed."""
+    """``numpy.dtype(spec)``: a number type, complete after exactly one BUILD (its byte order), then fixed."""
 
     def __init__(self, spec: Any, align: Any = False, copy: Any = True) -> None:
         del align, copy
-        if type(spec) is not str or not _NUMPY_DTYPE.match(spec):
-            raise UntrustedDataError(f"a numpy value of dtype {spec!r} (only numeric numpy values are accepted)")
-        self.spec, self.dtype = spec, None
+        match = _NUMPY_DTYPE.match(spec) if type(spec) is str else None
+        if match is None or match.group(1) not in _STRUCT:
+            raise UntrustedDataError(f"a numpy value of dtype {spec!r:.40} (only numeric numpy values are accepted)")
+        self.code, self.format = match.group(1), None
 
     def build(self, state: Any) -> None:
-        if self.dtype is not None:
+        if self.format is not None:
             raise UntrustedDataError("a numpy dtype changed after it was built")
         order = state[1] if type(state) is tuple and len(state) == 8 and state[0] == 3 else None
         if order not in ("<", ">", "|", "=") or state[2:] != (None, None, None, -1, -1, 0):
             raise UntrustedDataError("a numpy dtype with a state that is not a plain number type's")
-        self.dtype = np.dtype(self.spec).newbyteorder(order if order != "|" else "=")
+        self.format = {"|": "<", "=": "="}.get(order, order) + _STRUCT[self.code]
 
 
 def _numpy_scalar(dtype: Any, data: Any = None) -> Any:
-    if type(dtype) is not _DtypeRecord or dtype.dtype is None or type(data) is not bytes:
+    """``numpy.core.multiarray.scalar``: the Python number of exactly one element of a built dtype."""
+    if type(dtype) is not _DtypeRecord or dtype.format is None or type(data) is not bytes:
         raise UntrustedDataError("a numpy scalar that is not a plain number")
-    if len(data) != dtype.dtype.itemsize:
-        raise UntrustedDataError(f"a numpy scalar of {len(data)} bytes for a {dtype.dtype.itemsize}-byte type")
-    return np.frombuffer(data, dtype=dtype.dtype, count=1)[0].item()
+    size = struct.calcsize(dtype.format)
+    if len(data) != size:
+        raise UntrustedDataError(f"a numpy scalar of {len(data)} bytes for a {size}-byte type")
+    return struct.unpack(dtype.format, data)[0]
 
 
 class _NetworkUnpickler(BoundedUnpickler):

@@ -9,7 +9,8 @@ size is checked against the bytes present, and a tensor a `TensorRecord` whose v
 lie inside its storage. Nothing else decodes: no other classes, no sparse, quantized, complex or meta
 tensors, no compressed zip records (torch writes none; a deflated record could expand without limit).
 
-This module runs in the isolated child process (stylegan2ada.isolation): numpy, never torch.
+This module runs in the isolated child process (stylegan2ada.isolation): no torch, and numpy only for
+the rare tensor that is not contiguous (importing it would double the child's start-up time).
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
-
-import numpy as np
 
 from stylegan2ada.bounded_pickle import (
     BoundedUnpickler,
@@ -102,14 +101,23 @@ class TensorRecord:
     def nbytes(self) -> int:
         return math.prod(self.shape) * self.storage.kind.itemsize
 
-    def array(self) -> np.ndarray:
-        """The tensor's bytes, contiguous, as unsigned integers of its element size (bit-exact)."""
-        itemsize = self.storage.kind.itemsize
-        raw = np.frombuffer(self.storage.data(), dtype=f"<u{itemsize}")
+    def contiguous_bytes(self) -> memoryview:
+        """The tensor's bytes in row-major order (a slice of its storage when it is contiguous already)."""
+        itemsize, data = self.storage.kind.itemsize, self.storage.data()
+        expected, step = [], 1
+        for size in reversed(self.shape):
+            expected.insert(0, step)
+            step *= size
+        if all(size == 1 or stride == want for size, stride, want in zip(self.shape, self.stride, expected)):
+            start = self.offset * itemsize
+            return data[start:start + self.nbytes]
+        import numpy as np
+
+        raw = np.frombuffer(data, dtype=f"<u{itemsize}")
         view = np.lib.stride_tricks.as_strided(
             raw[self.offset:], shape=self.shape, strides=[step * itemsize for step in self.stride], writeable=False
         )
-        return np.ascontiguousarray(view)
+        return memoryview(np.ascontiguousarray(view)).cast("B")
 
 
 def storage_type(name: str) -> StorageType:

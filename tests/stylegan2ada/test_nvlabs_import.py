@@ -3,19 +3,18 @@ our networks reproduce the official code's own outputs for them. Skipped where t
 
 from __future__ import annotations
 
-import contextlib
 import json
 import pickle
 import sys
 import types
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from crafted_files import Reduced, official_globals, persistent
 
 from stylegan2ada.nvlabs_import import import_network_pickle, imported_snapshot
 from stylegan2ada.nvlabs_pickle import NetworkPickleError, read_network_pickle
@@ -88,66 +87,23 @@ def test_malicious_pickle_is_refused_and_its_code_never_runs(
     assert not [name for name in set(sys.modules) - modules_before if name.startswith("_imported_module_")]
 
 
-# -- hand-made pickles in the official layout -----------------------------------------------------
-@contextlib.contextmanager
-def _official_globals() -> Iterator[types.ModuleType]:
-    """A stand-in `torch_utils.persistence` so pickle can write the global the official files name."""
-    package, module = types.ModuleType("torch_utils"), types.ModuleType("torch_utils.persistence")
-
-    def _reconstruct_persistent_obj(meta: dict[str, Any]) -> None:
-        raise AssertionError("never called when writing")
-
-    _reconstruct_persistent_obj.__module__ = module.__name__
-    _reconstruct_persistent_obj.__qualname__ = _reconstruct_persistent_obj.__name__
-    module._reconstruct_persistent_obj = _reconstruct_persistent_obj  # type: ignore[attr-defined]
-    package.persistence = module  # type: ignore[attr-defined]
-    saved = {name: sys.modules.get(name) for name in (package.__name__, module.__name__)}
-    sys.modules.update({package.__name__: package, module.__name__: module})
-    try:
-        yield module
-    finally:
-        for name, previous in saved.items():
-            if previous is None:
-                sys.modules.pop(name)
-            else:
-                sys.modules[name] = previous
-
-
-class _Reduced:
-    def __init__(self, function: Any, args: tuple[Any, ...]) -> None:
-        self.function, self.args = function, args
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return self.function, self.args
-
-
-def _persistent(module: types.ModuleType, class_name: str, state: dict[str, Any]) -> _Reduced:
-    meta = {
-        "type": "class",
-        "version": 6,
-        "module_src": "raise SystemExit",
-        "class_name": class_name,
-        "state": state,
-    }
-    return _Reduced(module._reconstruct_persistent_obj, (meta,))
-
-
+# -- hand-made pickles in the official layout (helpers shared with tests/crafted_files.py) ---------
 def _write(path: Path, obj: Any) -> Path:
     path.write_bytes(pickle.dumps(obj, protocol=4))
     return path
 
 
 def test_tensors_stored_another_way_give_a_clear_error(tmp_path: Path) -> None:
-    with _official_globals() as module:
+    with official_globals() as module:
         sparse = _write(
             tmp_path / "sparse.pkl",
             {
-                "G": _persistent(
+                "G": persistent(
                     module,
                     "Generator",
                     {
                         "_parameters": {
-                            "w": _Reduced(torch._utils._rebuild_sparse_tensor, (torch.sparse_coo, ()))
+                            "w": Reduced(torch._utils._rebuild_sparse_tensor, (torch.sparse_coo, ()))
                         }
                     },
                 )
@@ -156,24 +112,24 @@ def test_tensors_stored_another_way_give_a_clear_error(tmp_path: Path) -> None:
         garbage = _write(
             tmp_path / "garbage.pkl",
             {
-                "G": _persistent(
+                "G": persistent(
                     module,
                     "Generator",
-                    {"_buffers": {"w": _Reduced(torch.storage._load_from_bytes, (b"not torch bytes",))}},
+                    {"_buffers": {"w": Reduced(torch.storage._load_from_bytes, (b"not torch bytes",))}},
                 )
             },
         )
         code_in_storage = _write(
             tmp_path / "nested.pkl",
             {
-                "G": _persistent(
+                "G": persistent(
                     module,
                     "Generator",
                     {
                         "_buffers": {
-                            "w": _Reduced(
+                            "w": Reduced(
                                 torch.storage._load_from_bytes,
-                                (pickle.dumps(_Reduced(print, ("x",)), protocol=2),),
+                                (pickle.dumps(Reduced(print, ("x",)), protocol=2),),
                             )
                         }
                     },
@@ -198,16 +154,16 @@ def test_a_tensor_larger_than_its_storage_is_refused(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # TypedStorage is what pickled tensors hold
         storage = torch.zeros(4).storage()
-    with _official_globals() as module:
+    with official_globals() as module:
         path = _write(
             tmp_path / "big.pkl",
             {
-                "G": _persistent(
+                "G": persistent(
                     module,
                     "Generator",
                     {
                         "_buffers": {
-                            "w": _Reduced(
+                            "w": Reduced(
                                 torch._utils._rebuild_tensor_v2, (storage, 0, (1000,), (1,), False, {})
                             )
                         }
@@ -224,11 +180,11 @@ def test_a_tensor_larger_than_its_storage_is_refused(tmp_path: Path) -> None:
 def test_any_other_global_is_refused_by_name(tmp_path: Path) -> None:
     import os
 
-    path = _write(tmp_path / "system.pkl", {"G": _Reduced(os.system, ("echo ran",))})
+    path = _write(tmp_path / "system.pkl", {"G": Reduced(os.system, ("echo ran",))})
     with pytest.raises(NetworkPickleError, match=rf"system.pkl: refused {os.system.__module__}.system"):
         read_network_pickle(path)
-    with _official_globals() as module:
-        wrong = _write(tmp_path / "wrong.pkl", {"G": _persistent(module, "Discriminator", {}), "D": None})
+    with official_globals() as module:
+        wrong = _write(tmp_path / "wrong.pkl", {"G": persistent(module, "Discriminator", {}), "D": None})
     with pytest.raises(
         NetworkPickleError, match="wrong.pkl: its 'G' entry is Discriminator, not an official Generator"
     ):
@@ -262,11 +218,11 @@ def test_crafted_init_arguments_give_our_error_not_a_traceback(tmp_path: Path) -
     kwargs = {"z_dim": 4, "c_dim": 0, "w_dim": 4, "img_resolution": 8, "img_channels": 1}
     cyclic: dict[str, Any] = {}
     cyclic["self"] = cyclic
-    with _official_globals() as module:
+    with official_globals() as module:
 
         def networks(g_kwargs: dict[str, Any], g_state: dict[str, Any] | None = None) -> dict[str, Any]:
-            g = _persistent(module, "Generator", {"_init_kwargs": g_kwargs, **(g_state or {})})
-            d = _persistent(
+            g = persistent(module, "Generator", {"_init_kwargs": g_kwargs, **(g_state or {})})
+            d = persistent(
                 module,
                 "Discriminator",
                 {"_init_kwargs": {"c_dim": 0, "img_resolution": 8, "img_channels": 1}},
@@ -274,14 +230,14 @@ def test_crafted_init_arguments_give_our_error_not_a_traceback(tmp_path: Path) -
             return {"G": g, "D": d, "G_ema": g}
 
         cases = {
-            "cyclic": ({"G": _persistent(module, "Generator", {"_init_kwargs": cyclic})}, "nested more than"),
+            "cyclic": ({"G": persistent(module, "Generator", {"_init_kwargs": cyclic})}, "nested more than"),
             "text": (networks({**kwargs, "z_dim": "4"}), "G cannot be built from its recorded arguments"),
             "resolution": (networks({**kwargs, "img_resolution": 3}), "G cannot be built from its recorded"),
             "not_a_tensor": (networks(kwargs, {"_parameters": {"w": "abc"}}), "w holds a str where a tensor was"),
             "block_kwargs": (
                 {
                     **networks(kwargs),
-                    "D": _persistent(
+                    "D": persistent(
                         module,
                         "Discriminator",
                         {
@@ -303,7 +259,7 @@ def test_crafted_init_arguments_give_our_error_not_a_traceback(tmp_path: Path) -
         }
         # A module made its own sub-module: its _modules dict is filled after the module is built.
         modules: dict[str, Any] = {}
-        itself = _persistent(module, "Generator", {"_init_kwargs": kwargs, "_modules": modules})
+        itself = persistent(module, "Generator", {"_init_kwargs": kwargs, "_modules": modules})
         modules["x"] = itself
         cases["own_submodule"] = (
             {"_": modules, "G": itself, "D": networks(kwargs)["D"], "G_ema": itself},
@@ -313,7 +269,7 @@ def test_crafted_init_arguments_give_our_error_not_a_traceback(tmp_path: Path) -
         cyclic_args: list[Any] = [4, 0, 4, 8, 1, {}]
         cyclic_args[5]["self"] = cyclic_args
         cases["cyclic_args"] = (
-            {"G": _persistent(module, "Generator", {"_init_args": cyclic_args})},
+            {"G": persistent(module, "Generator", {"_init_args": cyclic_args})},
             "nested more than",
         )
         paths = {
@@ -363,17 +319,17 @@ def test_quantized_and_complex_tensors_are_refused(tmp_path: Path) -> None:
             "QInt8Storage": torch.quantize_per_tensor(torch.zeros(4), 0.1, 0, torch.qint8).storage(),
             "ComplexFloatStorage": torch.zeros(4, dtype=torch.complex64).storage(),
         }
-    with _official_globals() as module:
+    with official_globals() as module:
         paths = {
             name: _write(
                 tmp_path / f"{name}.pkl",
                 {
-                    "G": _persistent(
+                    "G": persistent(
                         module,
                         "Generator",
                         {
                             "_buffers": {
-                                "w": _Reduced(
+                                "w": Reduced(
                                     torch._utils._rebuild_tensor_v2, (storage, 0, (2,), (1,), False, {})
                                 )
                             }

@@ -12,7 +12,18 @@ from typing import Any
 
 import pytest
 import torch
-from crafted_files import CASES, FIXTURES, Case, networks_pickle, official_pickle, saved, tiny_snapshot
+from crafted_files import (
+    CASES,
+    FIXTURES,
+    Case,
+    glob,
+    minimal_pickle,
+    networks_pickle,
+    official_pickle,
+    saved,
+    text,
+    tiny_snapshot,
+)
 
 from stylegan2ada import isolation
 from stylegan2ada.network_limits import parameter_bound
@@ -146,14 +157,15 @@ def _limits(**changes: Any) -> Callable[[int], isolation.Limits]:
     ({"wall_seconds": 0.01}, None, r"reading it took longer than 0 s, so it was stopped"),
     ({}, "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)", r"crashed the isolated reader \(SIGSEGV\)"),
     ({}, "import resource, signal; signal.pause()", r"took longer than 0 s"),
-    ({"memory": 64 << 20}, None, r"(needs more than the 64 MiB|isolated reader failed)"),
+    ({"memory": 48 << 20}, None, r"reading it needs more than the 48 MiB allowed"),
 ], ids=["wall-limit", "segfault", "hang", "memory-limit"])
 def test_a_reader_that_hangs_crashes_or_runs_out_of_memory_is_our_error(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, changes: dict[str, Any], command: str | None,
         match: str) -> None:
     """The child's limits and death become one message naming the file (a stand-in child where needed)."""
     path = tmp_path / "networks.pkl"
-    path.write_bytes(networks_pickle())
+    blob = b"B" + (48 << 20).to_bytes(4, "little") + bytes(48 << 20)  # 48 MB of bytes: more than the memory limit
+    path.write_bytes(minimal_pickle(blob) if "memory" in changes else networks_pickle())
     monkeypatch.setattr(isolation.Limits, "for_bytes", staticmethod(_limits(
         **changes, **({"wall_seconds": 0.5} if command and "pause" in command else {}))))
     if command is not None:
@@ -172,3 +184,38 @@ def test_the_parameter_bound_holds_before_anything_is_built(cfg: str, resolution
         count = sum(param.numel() for param in network.parameters())
         assert count <= parameter_bound(class_name, network.init_kwargs) <= 1.15 * count
 
+
+
+def test_numpy_scalars_read_as_numpy_writes_them(tmp_path: Path) -> None:
+    """The child decodes numpy scalars without numpy: each must equal numpy's own value, bit for bit."""
+    import numpy as np
+
+    values = {"f4": np.float32(0.1), "f8": np.float64(-2.5e-300), "f2": np.float16(0.3), "i8": np.int64(-3),
+              "u1": np.uint8(200), "b1": np.bool_(True)}
+    path = tmp_path / "scalars.pkl"
+    path.write_bytes(pickle.dumps({"training_set_kwargs": values}, protocol=4))
+    read = read_network_pickle(path).training_set_kwargs
+    assert read == {key: value.item() for key, value in values.items()}
+    assert all(type(read[key]) is type(value.item()) for key, value in values.items())
+    state = b"(K\x03" + text(">") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00t"  # a big-endian int32
+    dtype = glob("numpy", "dtype") + b"(" + text("i4") + b"\x89\x88tR" + state + b"b"
+    scalar = glob("numpy._core.multiarray", "scalar") + b"(" + dtype + b"C\x04\x00\x00\x01\x07tR"
+    path.write_bytes(minimal_pickle(b"}" + text("big") + scalar + b"s"))
+    assert read_network_pickle(path).training_set_kwargs == {"big": 263}
+
+
+def test_when_a_child_reading_several_files_dies_each_is_read_alone(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """latest_snapshot reads every snapshot's metadata in one child: a crash there must name the culprit."""
+    good, bad = tmp_path / "good.pt", tmp_path / "crash.pt"
+    good.write_bytes(saved(tiny_snapshot()))
+    bad.write_bytes(good.read_bytes())
+    stand_in = ("import json, os, signal, sys; import stylegan2ada.isolation as m; "
+                "r = json.loads(sys.stdin.buffer.read()); "
+                "any('crash' in p for p in r['paths']) and os.kill(os.getpid(), signal.SIGSEGV); m.serve(r)")
+    root = str(Path(isolation.__file__).resolve().parents[1])
+    monkeypatch.setattr(isolation, "child_command", lambda: [sys.executable, "-I", "-c",
+                                                              f"import sys; sys.path.insert(0, {root!r}); {stand_in}"])
+    results = isolation.read_isolated("torch-zip", [good, bad], keys=("meta",))
+    assert results[0].error is None and results[0].tree["meta"]["cur_nimg"] == 0
+    assert results[1].error is not None and "crashed the isolated reader (SIGSEGV)" in results[1].error
