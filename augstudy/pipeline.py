@@ -304,13 +304,15 @@ class Study:
         prepare_options = self.options("prepare")
         self._run_step("prepare", prepare_options,
                        lambda: self.log(format_summary(prepare(prepare_options))), _source_listing(self.source))
-        self._run_audit()
+        from augstudy.data.prepared import prepared_content_sha256
+        prepared = prepared_content_sha256(self.prepared)  # a prepared folder changed outside the study re-runs
+        self._run_audit(inputs=prepared)                    # the steps that read it, and every later one
 
         from augstudy.gan.train import train_gans
         train_options = self.options("train_gan")
         snapshots = self._run_step("train_gan", train_options,
                                    lambda: {name: str(path) if path else None
-                                            for name, path in train_gans(train_options).items()})
+                                            for name, path in train_gans(train_options).items()}, prepared)
         untrained = sorted(name for name, path in snapshots.items() if path is None)
         if untrained:
             raise click.ClickException(f"GAN run(s) {untrained} were not trained, so there is nothing to generate "
@@ -336,7 +338,7 @@ class Study:
         self.log(f"Report: {report}")
         return report
 
-    def _run_audit(self, pool: Path | None = None) -> None:
+    def _run_audit(self, pool: Path | None = None, inputs: Any = None) -> None:
         """The shortcut audit, right after prepare (before any GAN time is spent) and again with the
         pool once there is one (adding the real-vs-synthetic probe); `[audit] enabled = false` skips it."""
         if not self.config.sections["audit"].get("enabled", True):
@@ -353,7 +355,7 @@ class Study:
             self.log(format_audit(report))
             return {"shortcuts": report["shortcuts"], "flags": len(report["flags"])}
 
-        self._run_step("audit:pool" if pool else "audit", options, action)
+        self._run_step("audit:pool" if pool else "audit", options, action, inputs)
 
     def sweep_outputs(self) -> dict[str | None, Path]:
         """Split -> results folder; several splits (`splits = [...]`) each get a folder of their own."""
