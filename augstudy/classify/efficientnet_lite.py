@@ -66,9 +66,17 @@ class WeightsFileError(ValueError):
 
 
 class SameConv2d(nn.Conv2d):
-    """Conv2d with TensorFlow's "SAME" padding for any input size (no padding arguments)."""
+    """Conv2d with TensorFlow's "SAME" padding for any input size: symmetric (the layer's own padding)
+    at stride 1, computed per input at stride 2, where odd sizes put the extra pixel right/bottom."""
+
+    def __init__(self, channels_in: int, channels_out: int, kernel: int, stride: int = 1, groups: int = 1,
+                 bias: bool = True) -> None:
+        super().__init__(channels_in, channels_out, kernel, stride, (kernel - 1) // 2 if stride == 1 else 0,
+                         groups=groups, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == (1, 1):
+            return super().forward(x)
         pads = []
         for size, kernel, stride in zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride)):
             total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
@@ -97,8 +105,8 @@ class MBConv(nn.Module):
         self.skip = stride == 1 and channels_in == channels_out
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        x = F.relu6(self._bn0(self._expand_conv(inputs))) if self.expands else inputs
-        x = F.relu6(self._bn1(self._depthwise_conv(x)))
+        x = F.relu6(self._bn0(self._expand_conv(inputs)), inplace=True) if self.expands else inputs
+        x = F.relu6(self._bn1(self._depthwise_conv(x)), inplace=True)
         x = self._bn2(self._project_conv(x))
         return x + inputs if self.skip else x
 
@@ -123,11 +131,28 @@ class EfficientNetLite0(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(n, 3, H, W) normalised images to (n, 1280) average-pooled features."""
-        x = F.relu6(self._bn0(self._conv_stem(x)))
+        x = x.contiguous(memory_format=torch.channels_last)  # ~2x faster depthwise convolutions on CPU
+        x = F.relu6(self._bn0(self._conv_stem(x)), inplace=True)
         for block in self._blocks:
             x = block(x)
-        x = F.relu6(self._bn1(self._conv_head(x)))
+        x = F.relu6(self._bn1(self._conv_head(x)), inplace=True)
         return x.mean(dim=(2, 3))
+
+    def fold_batch_norm(self) -> None:
+        """Fold each frozen BatchNorm into the convolution before it (scale the weights, add a bias):
+        the same function with a third fewer passes over memory, the bulk of a CPU forward pass."""
+        pairs = [(self, "_conv_stem", "_bn0"), (self, "_conv_head", "_bn1")]
+        for block in self._blocks:
+            pairs += [(block, "_depthwise_conv", "_bn1"), (block, "_project_conv", "_bn2")]
+            if block.expands:
+                pairs.append((block, "_expand_conv", "_bn0"))
+        with torch.no_grad():
+            for owner, conv_name, bn_name in pairs:
+                conv, bn = getattr(owner, conv_name), getattr(owner, bn_name)
+                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
+                conv.bias = nn.Parameter(bn.bias - bn.running_mean * scale, requires_grad=False)
+                setattr(owner, bn_name, nn.Identity())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """ImageNet logits (the classifier layer is kept so the weights can be checked on photographs)."""
@@ -185,7 +210,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 def build(weights: Path | None, seed: int = 0) -> EfficientNetLite0:
-    """The network in eval mode, frozen: loaded from `weights`, or drawn from `seed` when None."""
+    """The network for inference only, frozen, BatchNorm folded: loaded from `weights`, or drawn from
+    `seed` when None."""
     if weights is None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -195,4 +221,5 @@ def build(weights: Path | None, seed: int = 0) -> EfficientNetLite0:
         model.load_state_dict(read_state_dict(weights), strict=True)
     model.eval()
     model.requires_grad_(False)
-    return model
+    model.fold_batch_norm()
+    return model.to(memory_format=torch.channels_last)
