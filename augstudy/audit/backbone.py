@@ -36,7 +36,8 @@ def backbone_features(paths: Sequence[Path], backbone: str, weights: str, input_
     spec = backbone_spec(backbone)
     choice = parse_weights(weights, spec)
     backend = resolve_keras_backend(keras_backend)
-    import_keras(backend)
+    if spec.framework == "keras":  # a torch backbone's audit never loads Keras
+        import_keras(backend)
     size = spec.input_size if input_size is None else input_size
     views = ViewParams()
     key = backbone_feature_spec(spec, choice, size, geometry, backend)

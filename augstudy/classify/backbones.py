@@ -275,21 +275,24 @@ class TorchFeatures:
     def predict_on_batch(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
-        with torch.inference_mode():
-            images = torch.from_numpy(np.ascontiguousarray(np.asarray(batch, dtype=np.float32).transpose(0, 3, 1, 2)))
+        with torch.inference_mode():  # NHWC viewed as NCHW is channels-last memory: no copy
+            images = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).permute(0, 3, 1, 2)
             return self.network.features(images).numpy()
 
 
 def _build_torch(spec: TorchBackboneSpec, weights: WeightsChoice) -> TorchFeatures:
+    """The network with `weights`, its file checked again: a model's recorded weights may have moved or
+    changed since it was trained (no path recorded: the package's checkpoint)."""
     network = spec.network()
     if weights.kind == "none":
         return TorchFeatures(network.build(None, RANDOM_INIT_SEED))
-    choice = weights if weights.path is not None else parse_weights("imagenet", spec)
-    assert choice.path is not None
+    found = parse_weights("imagenet" if weights.path is None else str(weights.path), spec)
+    if weights.sha256 is not None and found.sha256 != weights.sha256:
+        raise WeightsUnavailableError(f"{spec.name} weights: {found.path} has sha256 {found.sha256}, not the "
+                                      f"{weights.sha256} of the weights chosen")
+    assert found.path is not None
     try:
-        if choice.kind == "imagenet" and sha256_file(choice.path) != network.WEIGHTS_SHA256:
-            raise network.WeightsFileError(f"{choice.path}: not the published ImageNet checkpoint (sha256 differs)")
-        return TorchFeatures(network.build(choice.path))
+        return TorchFeatures(network.build(found.path))
     except network.WeightsFileError as error:
         raise WeightsUnavailableError(f"{spec.name} weights: {error}") from None
 
