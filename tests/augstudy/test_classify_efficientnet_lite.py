@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from augstudy.classify import efficientnet_lite
 from augstudy.classify.backbones import (
+    WeightsChoice,
     WeightsUnavailableError,
     backbone_spec,
     build_backbone,
@@ -108,6 +109,12 @@ def test_a_copy_of_the_checkpoint_is_imagenet_and_another_state_dict_a_file_with
     batch = SPEC.preprocess()(np.stack([backbone_input(image[0], 64)]))
     tuned_features = build_backbone(SPEC, choice, 64).predict_on_batch(batch)
     assert not np.allclose(tuned_features, _features("imagenet", image, 64))
+    # what `predict` rebuilds from a model.json: no path recorded means the package's file; a recorded
+    # file whose bytes changed since training is refused
+    unrecorded = build_backbone(SPEC, WeightsChoice("imagenet"), 64).predict_on_batch(batch)
+    np.testing.assert_array_equal(unrecorded, _features("imagenet", image, 64))
+    with pytest.raises(WeightsUnavailableError, match="not the 0000"):
+        build_backbone(SPEC, WeightsChoice("file", tuned, "0" * 64), 64)
 
 
 class Payload:
