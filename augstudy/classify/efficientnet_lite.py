@@ -186,11 +186,12 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise WeightsFileError(f"{path}: {size} bytes, far more than an EfficientNet-Lite0 checkpoint (~19 MB)")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as error:
-        raise WeightsFileError(
-            f"{path}: not a torch state dict of tensors ({type(error).__name__}); files that need code to load "
-            f"are refused"
-        ) from None
+    except pickle.UnpicklingError as error:
+        detail = ("it holds more than tensors, so it is refused (loading it could run code)"
+                  if "Unsupported global" in str(error) else "not a torch file (damaged, or another format)")
+        raise WeightsFileError(f"{path}: {detail}") from None
+    except (RuntimeError, EOFError, OSError, ValueError):
+        raise WeightsFileError(f"{path}: not a torch file torch can read (truncated or damaged)") from None
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise WeightsFileError(f"{path}: not a state dict (a mapping of names to tensors)")
     expected = EfficientNetLite0().state_dict()
