@@ -391,7 +391,8 @@ def _run_sweep(options: Any) -> dict[str, Any]:
 
 
 def _resolve_auto_weights(options: Any, log: Callable[[str], None]) -> Any:
-    """`weights = "auto"`: ImageNet when Keras already holds the file locally, else a random-init backbone.
+    """`weights = "auto"`: ImageNet when Keras already holds the file locally (a torch backbone's ship in a
+    package, so always), else a random-init backbone.
 
     The demo must run offline, so it cannot insist on a download; what it used is said loudly here
     and labelled in every table and figure by the sweep itself.
@@ -401,6 +402,9 @@ def _resolve_auto_weights(options: Any, log: Callable[[str], None]) -> Any:
     from augstudy.classify.backbones import backbone_spec
 
     spec = backbone_spec(options.backbone)
+    if spec.framework == "torch":
+        log(f"   {spec.name}: ImageNet weights from its installed package (no download needed)")
+        return dataclasses.replace(options, weights="imagenet")
     keras_home = Path(os.environ.get("KERAS_HOME", "~/.keras")).expanduser()
     local = keras_home / "models" / spec.weights_file
     if local.is_file():

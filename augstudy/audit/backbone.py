@@ -36,10 +36,11 @@ def backbone_features(paths: Sequence[Path], backbone: str, weights: str, input_
     spec = backbone_spec(backbone)
     choice = parse_weights(weights, spec)
     backend = resolve_keras_backend(keras_backend)
-    import_keras(backend)
+    if spec.framework == "keras":  # a torch backbone's audit never loads Keras
+        import_keras(backend)
     size = spec.input_size if input_size is None else input_size
     views = ViewParams()
-    key = backbone_feature_spec(spec.name, choice.cache_id, size, spec.preprocess_module, geometry, backend)
+    key = backbone_feature_spec(spec, choice, size, geometry, backend)
     cache = FeatureCache(Path(cache_dir) if cache_dir else default_cache_dir(), key, views)
     refs = [ImageRef(Path(path), sha256_file(path)) for path in paths]
     built: list = []

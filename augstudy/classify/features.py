@@ -18,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from augstudy.cache import cache_root
+from augstudy.classify.backbones import Backbone, WeightsChoice
 from augstudy.classify.images import Geometry, ViewParams, load_view
 from stylegan2ada.io import atomic_open, atomic_write_json
 
@@ -65,14 +66,21 @@ class FeatureSpec:
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def backbone_feature_spec(backbone: str, weights_id: str, input_size: int, preprocess_module: str,
-                          geometry: Geometry, keras_backend: str) -> FeatureSpec:
+def backbone_feature_spec(spec: Backbone, weights: WeightsChoice, input_size: int, geometry: Geometry,
+                          keras_backend: str) -> FeatureSpec:
     """The cache key of a frozen backbone's features: one builder, so `sweep` and `audit` share features
-    exactly when the image path, weights, backbone and library versions are all the same."""
+    exactly when the image path, weights, backbone and library versions are all the same. A torch
+    backbone's features do not depend on Keras, so its key names torch's version instead."""
+    if spec.framework == "torch":
+        import torch
+
+        keras_backend, versions = "none", f"torch-{torch.__version__}"
+    else:
+        versions = library_versions(keras_backend)
     return FeatureSpec(
-        backbone=backbone, weights_id=weights_id, input_size=input_size,
-        preprocessing=f"{geometry.id}+keras.applications.{preprocess_module}.preprocess_input",
-        keras_backend=keras_backend, library_versions=library_versions(keras_backend),
+        backbone=spec.name, weights_id=spec.weights_id(weights), input_size=input_size,
+        preprocessing=f"{geometry.id}+{spec.preprocessing_id}", keras_backend=keras_backend,
+        library_versions=versions,
     )
 
 

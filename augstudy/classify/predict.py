@@ -93,7 +93,7 @@ def _resolve_weights(info: ClassifierInfo, override: str | None) -> WeightsChoic
     elif recorded.path is not None and recorded.path.is_file():
         candidate = recorded
     elif recorded.kind == "imagenet":
-        return WeightsChoice("imagenet")
+        return parse_weights("imagenet", spec)
     else:
         raise PredictError(
             f"the model was trained on backbone weights {recorded.path} (sha256 {recorded.sha256}), "

@@ -36,7 +36,7 @@ import numpy as np
 
 from augstudy.classify.backbones import (
     BACKBONES,
-    BackboneSpec,
+    Backbone,
     WeightsChoice,
     WeightsUnavailableError,
     backbone_spec,
@@ -272,6 +272,11 @@ def resolve_options(options: SweepOptions, data: PreparedData) -> SweepOptions:
     _check_choice("--monitor", options.monitor, tuple(MONITORS))
     _check_choice("--primary", options.primary, METRICS)
     _check_choice("--class-weight", options.class_weight, CLASS_WEIGHTS)
+    if spec.framework == "torch":  # a frozen feature extractor outside Keras: the cached-features path only
+        _require(not options.finetune, f"--finetune: {spec.name} is a frozen torch feature extractor; "
+                                       "fine-tune a Keras backbone (e.g. --backbone resnet50) instead")
+        _require(options.feature_cache, f"--no-feature-cache: {spec.name} runs in torch, outside the Keras "
+                                        "model, so its features always go through the cache")
     if options.schedule == "fixed":  # nothing is monitored and nothing stops early: such options would be ignored
         _require(options.patience is None, f"--patience {options.patience}: --schedule fixed has no early stopping; "
                                            "drop --patience or use --schedule plateau")
@@ -334,7 +339,7 @@ class Sweep:
         self.class_names = data.class_names
         self.n_classes = len(data.class_names)
         self.positive = data.class_names.index(str(options.positive_class))
-        self.backbone_spec: BackboneSpec = backbone_spec(options.backbone)
+        self.backbone_spec: Backbone = backbone_spec(options.backbone)
         self.head_spec: HeadSpec = head_spec(options.head)
         self.weights: WeightsChoice = parse_weights(options.weights, self.backbone_spec)
         self.views = ViewParams(seed=options.aug_seed)
@@ -381,8 +386,7 @@ class Sweep:
                 f"{self.options.split} split{', fine-tuned' if self.options.finetune else ''}")
 
     def feature_spec(self) -> FeatureSpec:
-        return backbone_feature_spec(self.backbone_spec.name, self.weights.cache_id, self.input_size,
-                                     self.backbone_spec.preprocess_module, self.geometry, self.backend)
+        return backbone_feature_spec(self.backbone_spec, self.weights, self.input_size, self.geometry, self.backend)
 
     # ---- inputs -----------------------------------------------------------------------------
 

@@ -52,6 +52,8 @@ def write_study_report(study: Study) -> Path:
     outputs = study.sweep_outputs()
     if any(_random_init(results) for results in outputs.values()):
         doc.add(Banner(RANDOM_INIT_BANNER))
+    else:
+        doc.add(*(Paragraph(line) for line in sorted({_backbone_line(results) for results in outputs.values()} - {""})))
     _answer_section(doc, study, outputs)
     _audit_section(doc, study)
     _figures_section(doc, study, outputs)
@@ -99,6 +101,19 @@ def _random_init(results: Path) -> bool:
         return False
     with open(summary, newline="", encoding="utf-8") as handle:
         return any("random" in row.get("weights", "").lower() for row in csv.DictReader(handle))
+
+
+def _backbone_line(results: Path) -> str:
+    """What the classifier saw, said up front where a random-init study shows its banner."""
+    summary = results / "summary.csv"
+    if not summary.is_file():
+        return ""
+    with open(summary, newline="", encoding="utf-8") as handle:
+        first = next(csv.DictReader(handle), None)
+    if first is None:
+        return ""
+    pretraining = ", pretrained on ImageNet" if first["weights"].lower().startswith("imagenet") else ""
+    return f"Classifier features: a frozen {first['backbone']} backbone{pretraining} (weights: {first['weights']})."
 
 
 def _answer_section(doc: Document, study: Study, outputs: dict[str | None, Path]) -> None:

@@ -150,7 +150,12 @@ def test_dry_run_prints_each_step_with_the_study_layout(tmp_path: Path) -> None:
 
 def test_shipped_configs_are_valid() -> None:
     demo = load_config(demo_config_path())
-    assert demo.source == "phantom" and demo.sections["sweep"]["weights"] == "auto"
+    assert demo.source == "phantom"
+    offline = load_config(Path(__file__).parents[2] / "experiments" / "chestct-cpu.toml")
+    for config in (demo, offline):  # pretrained without a download, in the sweep and the audit alike
+        for step in ("sweep", "audit"):
+            assert config.sections[step]["backbone"] == "efficientnet-lite0", (config.name, step)
+            assert config.sections[step]["weights"] == "imagenet", (config.name, step)
     repro = load_config(Path(__file__).parents[2] / "experiments" / "stebbins2024.toml")
     assert repro.sections["train_gan"] | {"batch": 8, "gamma": 50.0, "kimg": 80} == repro.sections["train_gan"]
     assert repro.sections["generate"]["per_class"] == 501 and repro.sections["sweep"]["head"] == "paper"

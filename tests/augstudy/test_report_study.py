@@ -87,6 +87,8 @@ def test_without_answer_json_the_report_falls_back_to_the_sweep_tables(tmp_path:
     positions = [text.index(f"](results/figures/{name})") for name in figures]
     assert positions == sorted(positions)  # every figure of the sweep is embedded, the accuracy plot first
     assert "Random-init" not in text
+    # in the banner's place, what the classifier saw
+    assert text.index("a frozen resnet50 backbone, pretrained on ImageNet (weights: imagenet)") < text.index("The answer")
 
 
 def test_grid_shows_real_and_synthetic_side_by_side_upscaled(tmp_path: Path) -> None:
