@@ -34,6 +34,7 @@ import numpy as np
 
 from augstudy.data.prepared import MANIFEST_NAME, read_manifest, read_prepare_options
 
+FOLD_FILE = "fold.json"  # a fold's record beside what was made from its training part (GAN zips, pools)
 GROUP_BY_HELP = ("regex:PATTERN (on each source file's path; the id is the first capture group) or "
                  "csv:PATH:COLUMN (a CSV with source_path and COLUMN)")
 
@@ -119,6 +120,14 @@ class FoldPlan:
             "images": {item.image: {"label": item.label, "group": item.group, "dup_group": item.dup_group,
                                     "source_path": item.source_path} for item in by_image.values()},
         }
+
+
+def fold_record(plan: FoldPlan, fold: Fold) -> dict[str, object]:
+    """What FOLD_FILE holds: the fold's digest, plan and images, so a pool or GAN zip made from it can
+    be checked against the plan the sweep uses, and its test images read back from the files alone."""
+    return {"repeat": fold.repeat, "fold": fold.fold, "name": fold.name, "digest": fold.digest(),
+            "plan_digest": plan.digest(), "split": plan.split, "options": asdict(plan.options),
+            "train": list(fold.train), "valid": list(fold.valid), "test": list(fold.test)}
 
 
 def fold_name(repeat: int, fold: int) -> str:
