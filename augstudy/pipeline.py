@@ -99,6 +99,9 @@ def _check_extra_keys(path: Path, sections: dict[str, dict[str, Any]]) -> None:
     if splits is not None and (not isinstance(splits, list) or not all(isinstance(item, str) for item in splits)):
         raise ConfigError(f"{path}: [sweep] splits = {splits!r}: expected a list of split names, e.g. "
                           f'["official", "dedup"]')
+    if sections["sweep"].get("design") == "cv" and splits is not None and len(splits) > 1:
+        raise ConfigError(f"{path}: [sweep] splits = {splits!r} with design = \"cv\": the cv design pools the "
+                          "images of one split mode; give one (e.g. split = \"dedup\") and drop splits")
     enabled = sections["metrics"].get("enabled", True)
     if not isinstance(enabled, bool):
         raise ConfigError(f"{path}: [metrics] enabled = {enabled!r}: expected true or false")
@@ -174,6 +177,9 @@ def _step_options(config: StudyConfig, step: str, **wired: Any) -> Any:
                 raise ConfigError(f"{config.path}: [{step}] {key} = {section[key]!r}: {value} does not exist")
             if key == "weights":  # a word or a path, kept as text like the --weights flag
                 value = str(value)
+        if key == "group_by" and isinstance(value, str) and value.startswith("csv:"):  # csv:PATH:COLUMN
+            table, _, column = value[len("csv:"):].rpartition(":")
+            value = f"csv:{_resolve(config.path.parent, table)}:{column}"
         values[key] = value
     values.update(wired)
     missing = [name for name, item in fields.items() if name not in values
@@ -244,7 +250,8 @@ class Study:
         except json.JSONDecodeError:
             return {"steps": {}}
 
-    def _run_step(self, step: str, options: Any, action: Callable[[], Any]) -> Any:
+    def run_step(self, step: str, options: Any, action: Callable[[], Any]) -> Any:
+        """Run one step unless study_state.json records it done with the same options."""
         fingerprint = _fingerprint(options)
         record = self.state["steps"].get(step)
         if not self.invalidated and record and record.get("fingerprint") == fingerprint:
@@ -278,17 +285,19 @@ class Study:
         if config.source == "phantom":
             from augstudy.data.phantom import make_phantom
             phantom = self.options("phantom")
-            self._run_step("phantom", phantom, lambda: make_phantom(phantom).written)
+            self.run_step("phantom", phantom, lambda: make_phantom(phantom).written)
 
         from augstudy.data.prepare import format_summary, prepare
         prepare_options = self.options("prepare")
-        self._run_step("prepare", prepare_options,
+        self.run_step("prepare", prepare_options,
                        lambda: self.log(format_summary(prepare(prepare_options))))
         self._run_audit()
+        if config.sections["sweep"].get("design") == "cv":
+            return self._run_cv()
 
         from augstudy.gan.train import train_gans
         train_options = self.options("train_gan")
-        snapshots = self._run_step("train_gan", train_options,
+        snapshots = self.run_step("train_gan", train_options,
                                    lambda: {name: str(path) if path else None
                                             for name, path in train_gans(train_options).items()})
         untrained = sorted(name for name, path in snapshots.items() if path is None)
@@ -298,23 +307,47 @@ class Study:
 
         from augstudy.gan.generate import generate_pool
         generate_options = self.options("generate", networks=tuple(Path(snapshots[name]) for name in sorted(snapshots)))
-        self._run_step("generate", generate_options, lambda: generate_pool(generate_options))
+        self.run_step("generate", generate_options, lambda: generate_pool(generate_options))
         self._run_audit(pool=self.pool)
 
         if config.sections["metrics"].get("enabled", True):
             from augstudy.metrics.evaluate import gan_metrics
             metrics_options = self.options("metrics")
-            self._run_step("metrics", metrics_options, lambda: _summarise_metrics(gan_metrics(metrics_options)))
+            self.run_step("metrics", metrics_options, lambda: _summarise_metrics(gan_metrics(metrics_options)))
 
         for split, results in self.sweep_outputs().items():
             sweep_options = self.options("sweep", out=results, **({"split": split} if split else {}))
             sweep_options = _resolve_auto_weights(sweep_options, self.log)
-            self._run_step(f"sweep:{split or 'default'}", sweep_options, lambda o=sweep_options: _run_sweep(o))
+            self.run_step(f"sweep:{split or 'default'}", sweep_options, lambda o=sweep_options: _run_sweep(o))
 
+        return self._write_report()
+
+    def _write_report(self) -> Path:
         from augstudy.report.study import write_study_report
         report = write_study_report(self)
         self.log(f"Report: {report}")
         return report
+
+    def _run_cv(self) -> Path:
+        """The cv design (augstudy.pipeline_cv): per fold and GAN seed a generator trained on that fold's
+        training part and its pool, then the cv sweep over every fold."""
+        from augstudy.pipeline_cv import cv_plan, run_fold_gans
+
+        ((split, results),) = self.sweep_outputs().items()  # load_config allows one split with cv
+        sweep_options = self.options("sweep", out=results, **({"split": split} if split else {}))
+        sweep_options = _resolve_auto_weights(sweep_options, self.log)
+        resolved, plan = _reported("sweep", lambda: cv_plan(self, sweep_options))
+        self.log(f"== cv design: {resolved.folds} folds x {resolved.repeats} repeat(s) on the {plan.split} images, "
+                 f"{resolved.gan_seeds} GAN seed(s) per fold")
+        jobs = run_fold_gans(self, plan, int(resolved.gan_seeds), self.log)
+        first = jobs[0].pool / "gan-0"  # the GAN checks (audit, metrics) look at one generator: the first
+        self._run_audit(pool=first)
+        if self.config.sections["metrics"].get("enabled", True):
+            from augstudy.metrics.evaluate import gan_metrics
+            metrics_options = self.options("metrics", fake=first)
+            self.run_step("metrics", metrics_options, lambda: _summarise_metrics(gan_metrics(metrics_options)))
+        self.run_step(f"sweep:{split or 'default'}", sweep_options, lambda: _run_sweep(sweep_options))
+        return self._write_report()
 
     def _run_audit(self, pool: Path | None = None) -> None:
         """The shortcut audit, right after prepare (before any GAN time is spent) and again with the
@@ -333,7 +366,7 @@ class Study:
             self.log(format_audit(report))
             return {"shortcuts": report["shortcuts"], "flags": len(report["flags"])}
 
-        self._run_step("audit:pool" if pool else "audit", options, action)
+        self.run_step("audit:pool" if pool else "audit", options, action)
 
     def sweep_outputs(self) -> dict[str | None, Path]:
         """Split -> results folder; several splits (`splits = [...]`) each get a folder of their own."""
@@ -392,6 +425,18 @@ def _resolve_auto_weights(options: Any, log: Callable[[str], None]) -> Any:
     return dataclasses.replace(options, weights="none")
 
 
+def _classes(config: StudyConfig, study: Study) -> list[str] | None:
+    """The classes the GANs will be trained for, when known before prepare runs."""
+    listed = config.sections["prepare"].get("classes") or config.sections["phantom"].get("classes")
+    if listed:
+        return list(listed)
+    if config.source == "phantom":
+        from augstudy.data.phantom import PhantomOptions
+        return list(PhantomOptions(out=Path(".")).classes)
+    options = study.prepared / "prepare_options.json"
+    return list(json.loads(options.read_text(encoding="utf-8"))["classes"]) if options.is_file() else None
+
+
 def demo_config_path() -> Path:
     return Path(str(resources.files("augstudy") / "configs" / DEMO_CONFIG))
 
@@ -426,8 +471,11 @@ def run_command(config: Path, out: Path | None, source: str | None, dry_run: boo
         steps = {step: options_to_dict(plan.options(step)) for step in STEPS[:-1]
                  if step != "phantom" or study.source == "phantom"}
         steps["generate"]["networks"] = "the final snapshot of each train_gan run"
-        click.echo(json.dumps({"name": study.name, "source": study.source, "out": str(study.out), "steps": steps},
-                              indent=2, default=str))
+        shown: dict[str, Any] = {"name": study.name, "source": study.source, "out": str(study.out), "steps": steps}
+        if study.sections["sweep"].get("design") == "cv":
+            from augstudy.pipeline_cv import cv_dry_run
+            shown["plan"] = cv_dry_run(plan, plan.options("sweep"), _classes(study, plan))
+        click.echo(json.dumps(shown, indent=2, default=str))
         return
     _run_study(config, out, source)
 

@@ -234,6 +234,16 @@ class FoldUnit:
     cv: bool = False
 
 
+def cells_per_fold(options: SweepOptions, gan_seeds: int) -> int:
+    """Distinct cells one cv fold trains (the shared real-only cell counted once), for plans and estimates."""
+    unit = FoldUnit(0, 0, PreparedData(Path("."), "", (), {}), {}, cv=True)
+    resolved = dataclasses.replace(options, real_fractions=tuple(sorted({*options.real_fractions, 100})),
+                                   gan_seeds=gan_seeds)
+    keys = {row.key for row in grid_rows(resolved, unit)} | {cell_key("gan", 0, seed, unit)
+                                                            for seed in range(options.seeds)}
+    return len(keys)
+
+
 def cell_name(ratio: float, seed: int) -> str:
     return cell_key("gan", ratio, seed).name
 

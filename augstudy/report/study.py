@@ -237,12 +237,12 @@ def _tile_row(tiles: list[np.ndarray], side: int) -> list[np.ndarray]:
 def _gan_section(doc: Document, study: Study) -> None:
     doc.add(Heading("GAN"))
     rows = []
-    for run in sorted(path for path in study.runs.glob("*") if (path / "stats.jsonl").is_file()):
+    for run in sorted(path.parent for path in study.runs.rglob("stats.jsonl")):  # cv: runs/<fold>/gan-<g>/<run>
         records = [json.loads(line) for line in (run / "stats.jsonl").read_text(encoding="utf-8").splitlines()
                    if line.strip()]
         last = next((record for record in reversed(records) if "kimg" in record), {})
         swd = next((record["swd"] for record in reversed(records) if "swd" in record), None)
-        rows.append([run.name, f"{last['kimg']:g}" if "kimg" in last else "–", _fmt(last.get("sec_per_kimg")),
+        rows.append([run.relative_to(study.runs).as_posix(), f"{last['kimg']:g}" if "kimg" in last else "–", _fmt(last.get("sec_per_kimg")),
                      _fmt(last.get("augment_p")), _fmt(swd)])
     if rows:
         doc.add(Paragraph(f"StyleGAN2-ADA runs under `{_rel(study, study.runs)}` (options in each run's "
