@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 # Seconds a classifier cell took on this 2-core machine with cached features and the compact head
 # (experiments/chestct-cpu: 130 cells in 134 s, study_state.json); GPU runs are faster.
 CELL_SECONDS = 1.0
+# Seconds per image of the frozen ResNet50 at 224 px on 2 cores (5-8 images/s, docs/DESIGN.md); each
+# pool image is embedded once.
+FEATURE_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -154,15 +157,21 @@ def cv_dry_run(study: Study, sweep_options: Any, classes: Sequence[str] | None) 
     cells = units * cells_per_fold(sweep_options, gan_seeds)
     sec_per_kimg = _measured_sec_per_kimg(study)
     gan_seconds = None if gans is None or sec_per_kimg is None else gans * kimg * sec_per_kimg
-    cell_seconds = cells * CELL_SECONDS
-    total = None if gan_seconds is None else gan_seconds + cell_seconds
+    per_class = study.options("generate").per_class or len(study.options("generate").seeds)
+    pool_images = None if gans is None else gans * per_class * (len(classes or ()) if
+                                                                 study.config.sections["train_gan"].get("conditional")
+                                                                 else 1)
+    other_seconds = cells * CELL_SECONDS + (pool_images or 0) * FEATURE_SECONDS
+    total = None if gan_seconds is None else gan_seconds + other_seconds
     return {
         "design": "cv", "folds": folds, "repeats": repeats, "gan_seeds": gan_seeds, "fold_units": units,
         "gans": gans if gans is not None else f"{units * gan_seeds} per class found by prepare",
         "kimg_per_gan": kimg, "gan_sec_per_kimg_measured": sec_per_kimg,
         "classifier_cells": cells, "classifier_sec_per_cell_assumed": CELL_SECONDS,
+        "pool_images": pool_images, "feature_sec_per_image_assumed": FEATURE_SECONDS,
         "estimated_seconds": None if total is None else round(total),
         "estimated_time": "unknown" if total is None else readable_duration(total),
-        "estimate": ("GANs x kimg x measured s/kimg (a warm-up on this machine) + cells x s/cell; excludes the "
-                     "backbone's feature pass and generation"),
+        "estimate": ("GANs x kimg x measured s/kimg (a warm-up on this machine, slower when the cores are shared) "
+                     "+ cells x s/cell + pool images x s/image of the backbone; excludes prepare, audit and "
+                     "generation (seconds)"),
     }

@@ -285,7 +285,7 @@ def write_report(
     primary, positive = options.primary, str(options.positive_class)
     summary, replicated, _ = bootstrap_summary(results, rows, baseline, primary, options.bootstrap,
                                                options.bootstrap_seed)
-    for key in ("positive_class", "backbone", "weights", "head", "split"):
+    for key in ("positive_class", "backbone", "weights", "head", "split", "design"):
         summary[key] = results[key].iloc[0]
     summary["warnings"] = " | ".join(warnings)
     atomic_write_text(written["summary"], summary.to_csv(index=False))
