@@ -688,7 +688,9 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
     options = resolve_options(options, data)
     units, plan = fold_units(options, data)
     _check_pools(options, units, prepared_geometry(data.root).working_size)
-    warnings = data_warnings(data, options.class_weight)
+    first = units[0]  # cv: the first fold stands for the others (their counts differ by an image or two)
+    warnings = data_warnings(first.data, options.class_weight,
+                             fold_name(first.repeat, first.fold) if first.cv else None)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     out = Path(options.out)

@@ -136,7 +136,10 @@ def test_answer_names_the_design(study) -> None:
     answer = json.loads((study["out"] / "answer.json").read_text())
     assert answer["design"]["design"] == "cv" and answer["design"]["folds"] == 3
     assert answer["sentence"].startswith("Design: repeated, stratified, grouped cross-validation")
-    assert "cross-validation" in answer["title"] or "CV" in answer["title"]
+    assert "5-fold" not in answer["title"] and "3-fold grouped CV x 2 repeat(s)" in answer["title"]
+    # warnings about the folds' own sets; no copies of train images can be in a fold's test set
+    assert any("Small validation class(es) on cv fold r0-f0" in warning for warning in answer["warnings"])
+    assert not any("duplicate train images" in warning for warning in answer["warnings"])
 
 
 @pytest.mark.parametrize(("extra", "message"), [
