@@ -30,9 +30,9 @@ if TYPE_CHECKING:
 # Seconds a classifier cell took on this 2-core machine with cached features and the compact head
 # (experiments/chestct-cpu: 130 cells in 134 s, study_state.json); GPU runs are faster.
 CELL_SECONDS = 1.0
-# Seconds per image of the frozen ResNet50 at 224 px on 2 cores (5-8 images/s, docs/DESIGN.md); each
-# pool image is embedded once.
-FEATURE_SECONDS = 0.2
+# Seconds per image of the frozen ResNet50 at 224 px on this CPU (about 18 images/s in the demo,
+# experiments/README.md); each pool image is embedded once.
+FEATURE_SECONDS = 0.06
 
 
 @dataclass(frozen=True)
