@@ -252,6 +252,9 @@ class Study:
 
     def run_step(self, step: str, options: Any, action: Callable[[], Any]) -> Any:
         """Run one step unless study_state.json records it done with the same options."""
+        return self._run_step(step, options, action)
+
+    def _run_step(self, step: str, options: Any, action: Callable[[], Any]) -> Any:
         fingerprint = _fingerprint(options)
         record = self.state["steps"].get(step)
         if not self.invalidated and record and record.get("fingerprint") == fingerprint:
@@ -285,11 +288,11 @@ class Study:
         if config.source == "phantom":
             from augstudy.data.phantom import make_phantom
             phantom = self.options("phantom")
-            self.run_step("phantom", phantom, lambda: make_phantom(phantom).written)
+            self._run_step("phantom", phantom, lambda: make_phantom(phantom).written)
 
         from augstudy.data.prepare import format_summary, prepare
         prepare_options = self.options("prepare")
-        self.run_step("prepare", prepare_options,
+        self._run_step("prepare", prepare_options,
                        lambda: self.log(format_summary(prepare(prepare_options))))
         self._run_audit()
         if config.sections["sweep"].get("design") == "cv":
@@ -297,7 +300,7 @@ class Study:
 
         from augstudy.gan.train import train_gans
         train_options = self.options("train_gan")
-        snapshots = self.run_step("train_gan", train_options,
+        snapshots = self._run_step("train_gan", train_options,
                                    lambda: {name: str(path) if path else None
                                             for name, path in train_gans(train_options).items()})
         untrained = sorted(name for name, path in snapshots.items() if path is None)
@@ -307,18 +310,18 @@ class Study:
 
         from augstudy.gan.generate import generate_pool
         generate_options = self.options("generate", networks=tuple(Path(snapshots[name]) for name in sorted(snapshots)))
-        self.run_step("generate", generate_options, lambda: generate_pool(generate_options))
+        self._run_step("generate", generate_options, lambda: generate_pool(generate_options))
         self._run_audit(pool=self.pool)
 
         if config.sections["metrics"].get("enabled", True):
             from augstudy.metrics.evaluate import gan_metrics
             metrics_options = self.options("metrics")
-            self.run_step("metrics", metrics_options, lambda: _summarise_metrics(gan_metrics(metrics_options)))
+            self._run_step("metrics", metrics_options, lambda: _summarise_metrics(gan_metrics(metrics_options)))
 
         for split, results in self.sweep_outputs().items():
             sweep_options = self.options("sweep", out=results, **({"split": split} if split else {}))
             sweep_options = _resolve_auto_weights(sweep_options, self.log)
-            self.run_step(f"sweep:{split or 'default'}", sweep_options, lambda o=sweep_options: _run_sweep(o))
+            self._run_step(f"sweep:{split or 'default'}", sweep_options, lambda o=sweep_options: _run_sweep(o))
 
         return self._write_report()
 
@@ -345,8 +348,8 @@ class Study:
         if self.config.sections["metrics"].get("enabled", True):
             from augstudy.metrics.evaluate import gan_metrics
             metrics_options = self.options("metrics", fake=first)
-            self.run_step("metrics", metrics_options, lambda: _summarise_metrics(gan_metrics(metrics_options)))
-        self.run_step(f"sweep:{split or 'default'}", sweep_options, lambda: _run_sweep(sweep_options))
+            self._run_step("metrics", metrics_options, lambda: _summarise_metrics(gan_metrics(metrics_options)))
+        self._run_step(f"sweep:{split or 'default'}", sweep_options, lambda: _run_sweep(sweep_options))
         return self._write_report()
 
     def _run_audit(self, pool: Path | None = None) -> None:
@@ -366,7 +369,7 @@ class Study:
             self.log(format_audit(report))
             return {"shortcuts": report["shortcuts"], "flags": len(report["flags"])}
 
-        self.run_step("audit:pool" if pool else "audit", options, action)
+        self._run_step("audit:pool" if pool else "audit", options, action)
 
     def sweep_outputs(self) -> dict[str | None, Path]:
         """Split -> results folder; several splits (`splits = [...]`) each get a folder of their own."""

@@ -12,6 +12,11 @@ Arms (`--arms`, default `gan`), every one with the same seeds and real validatio
 The 0 % cell of `gan` and `classic` and the 100 % cell of `real` are the same classifier (the
 real train set alone); it is trained once, as `ratio-000_seed-NN`, and is every arm's reference.
 
+`--design cv` trains that grid in every (repeat, fold) of a repeated, stratified, grouped K-fold
+plan over all labelled images (augstudy.data.folds): each fold's cells train, stop early and test on
+that fold's own images, draw synthetic images from that fold's pools (one per GAN seed, checked
+against the plan by the pool's fold.json) and classic copies of that fold's training images only.
+
 Backbone features of every image (and augmented view) are computed once through the feature
 cache; each cell then trains only the head. Each finished cell is written atomically to
 RESULTS/cells/ and skipped when the sweep runs again; results.csv, summary.csv, answer.json and
