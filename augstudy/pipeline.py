@@ -334,7 +334,7 @@ class Study:
     def _run_cv(self) -> Path:
         """The cv design (augstudy.pipeline_cv): per fold and GAN seed a generator trained on that fold's
         training part and its pool, then the cv sweep over every fold."""
-        from augstudy.pipeline_cv import cv_plan, run_fold_gans
+        from augstudy.pipeline_cv import check_pool_size, cv_plan, run_fold_gans
 
         ((split, results),) = self.sweep_outputs().items()  # load_config allows one split with cv
         sweep_options = self.options("sweep", out=results, **({"split": split} if split else {}))
@@ -342,6 +342,7 @@ class Study:
         resolved, plan = _reported("sweep", lambda: cv_plan(self, sweep_options))
         self.log(f"== cv design: {resolved.folds} folds x {resolved.repeats} repeat(s) on the {plan.split} images, "
                  f"{resolved.gan_seeds} GAN seed(s) per fold")
+        check_pool_size(self, resolved, plan)
         jobs = run_fold_gans(self, plan, int(resolved.gan_seeds), self.log)
         first = jobs[0].pool / "gan-0"  # the GAN checks (audit, metrics) look at one generator: the first
         self._run_audit(pool=first)

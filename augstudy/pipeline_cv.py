@@ -55,6 +55,28 @@ def cv_plan(study: Study, sweep_options: Any) -> tuple[Any, FoldPlan]:
     return resolved, fold_plan(resolved, data)
 
 
+def check_pool_size(study: Study, resolved: Any, plan: FoldPlan) -> None:
+    """Before any GAN trains: every fold's pool must hold the synthetic images its largest ratio draws
+    (round(r % x the fold's train count) per class), or the sweep would stop after hours of training."""
+    from augstudy.classify.mixing import synthetic_count
+
+    ratios = [ratio for ratio in resolved.ratios if "gan" in resolved.arms]
+    ratios += [100] if "synthetic-only" in resolved.arms else []
+    if not ratios:
+        return
+    generate = study.options("generate")
+    made = generate.per_class if generate.per_class is not None else len(generate.seeds)
+    labels = {item.image: item.label for item in plan.images}
+    largest = max(sum(labels[image] == label for image in fold.train)
+                  for fold in plan.folds for label in range(len(plan.class_names)))
+    needed = synthetic_count(max(ratios), largest)
+    if made < needed:
+        raise click.ClickException(
+            f"{study.config.path}: [generate] per_class = {made} is too small for the cv design: a fold trains on "
+            f"up to {largest} images of a class, so {max(ratios):g} % needs {needed} synthetic images per class; "
+            f"set per_class = {needed} or more (no GAN was trained for it)")
+
+
 def fold_jobs(study: Study, plan: FoldPlan) -> list[FoldJob]:
     return [FoldJob(fold, study.out / "folds" / f"{fold.name}-{fold.digest()[:8]}",
                     study.runs / f"{fold.name}-{fold.digest()[:8]}", study.pool / fold.name) for fold in plan.folds]

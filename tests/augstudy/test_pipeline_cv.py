@@ -9,6 +9,7 @@ import json
 import zipfile
 from pathlib import Path
 
+import click
 import numpy as np
 import pandas as pd
 import pytest
@@ -163,3 +164,28 @@ def test_cv_with_several_splits_is_refused(tmp_path: Path) -> None:
     config.write_text(TINY_CV.replace('design = "cv"', 'design = "cv"\nsplits = ["official", "dedup"]'))
     with pytest.raises(ConfigError, match="pools the images of one split mode"):
         load_config(config)
+
+
+def test_a_pool_too_small_for_a_fold_stops_before_any_gan_trains(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(TINY_CV.replace("per_class = 16", "per_class = 3"), encoding="utf-8")
+    log: list[str] = []
+    with pytest.raises(click.ClickException, match=r"\[generate\] per_class = 3 is too small .* needs \d+"):
+        Study(load_config(config, tmp_path / "s"), log=log.append).run()
+    assert not (tmp_path / "s" / "runs").exists()
+
+
+def test_the_shipped_chest_ct_cv_config_makes_pools_large_enough_for_every_fold() -> None:
+    """Its [generate] per_class covers the largest fold's train count at 100 %, read from the committed
+    prepared manifest of the same images (experiments/results/chestct-cpu)."""
+    from augstudy.data.folds import FoldOptions, plan_folds
+
+    root = Path(__file__).parents[2] / "experiments"
+    config = load_config(root / "chestct-cv.toml")
+    sweep = config.sections["sweep"]
+    assert sweep["design"] == "cv"
+    plan = plan_folds(root / "results" / "chestct-cpu" / "prepared", config.sections["prepare"]["split"],
+                      ("normal", "squamous"), FoldOptions(folds=sweep["folds"], repeats=sweep["repeats"]))
+    labels = {item.image: item.label for item in plan.images}
+    largest = max(sum(labels[image] == label for image in fold.train) for fold in plan.folds for label in (0, 1))
+    assert config.sections["generate"]["per_class"] >= largest * max(sweep["ratios"]) / 100
