@@ -226,6 +226,13 @@ class Study:
         return self.out / "pool"
 
     @property
+    def sample_pool(self) -> Path:
+        """The pool the GAN checks and the report look at: in the cv design, the first fold's first generator's."""
+        if self.config.sections["sweep"].get("design") == "cv":
+            return self.pool / "r0-f0" / "gan-0"
+        return self.pool
+
+    @property
     def source(self) -> str:
         return str(self.out / "phantom") if self.config.source == "phantom" else self.config.source
 
@@ -343,8 +350,8 @@ class Study:
         self.log(f"== cv design: {resolved.folds} folds x {resolved.repeats} repeat(s) on the {plan.split} images, "
                  f"{resolved.gan_seeds} GAN seed(s) per fold")
         check_pool_size(self, resolved, plan)
-        jobs = run_fold_gans(self, plan, int(resolved.gan_seeds), self.log)
-        first = jobs[0].pool / "gan-0"  # the GAN checks (audit, metrics) look at one generator: the first
+        run_fold_gans(self, plan, int(resolved.gan_seeds), self.log)
+        first = self.sample_pool
         self._run_audit(pool=first)
         if self.config.sections["metrics"].get("enabled", True):
             from augstudy.metrics.evaluate import gan_metrics

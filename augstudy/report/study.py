@@ -192,17 +192,18 @@ def _data_section(doc: Document, study: Study) -> None:
             Paragraph("Images in valid/test that are exact (byte or pixel) or near (perceptual hash) copies of a "
                       "train image inflate test accuracy; the dedup split removes them."),
             Table(["split", "class", "official", "dedup", "exact copies of train", "near copies of train"], rows))
-    grid = image_grid(study.prepared / "images" / "train", study.pool, classes,
+    pool = study.sample_pool  # cv: the first fold's first generator
+    grid = image_grid(study.prepared / "images" / "train", pool, classes,
                       study.out / "report_files" / "real_vs_synthetic.png")
     if grid is not None:
-        has_pool = any((study.pool / name).is_dir() for name in classes)
+        has_pool = any((pool / name).is_dir() for name in classes)
         caption = (f"Rows: {', '.join(classes)}. Left: {GRID_PER_CLASS} real train images"
                    + (f"; right, after the gap: {GRID_PER_CLASS} synthetic images of the same class" if has_pool
                       else "") + f" (each shown at {grid[1]} px, nearest-neighbour).")
         doc.add(Figure(_rel(study, grid[0]), caption,
                        f"augstudy prepare and generate (options: "
                        f"{_rel(study, study.prepared / 'prepare_options.json')}, "
-                       f"{_rel(study, study.pool / 'generate_options.json')})"))
+                       f"{_rel(study, pool / 'generate_options.json')})"))
 
 
 def image_grid(real: Path, pool: Path, classes: list[str], out: Path) -> tuple[Path, int] | None:

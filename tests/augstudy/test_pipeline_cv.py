@@ -127,7 +127,9 @@ def test_each_fold_uses_its_own_generators_and_results_cover_every_fold(study) -
         assert all(image.startswith(f"{name}/gan-{cell['gan_seed']}/") for image in cell["added_images"])
     seeds = {json.loads(p.read_text())["seed"] for p in (out / "runs").glob("r0-f0-*/gan-*/normal/training_options.json")}
     assert seeds == {4, 5}, "GAN seed g trains with the config's seed + g"
-    assert "cross-validation" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "cross-validation" in report and "synthetic images of the same class" in report
+    assert "pool/r0-f0/gan-0/generate_options.json" in report
 
 
 def test_rerun_resumes_without_redoing_finished_folds(study) -> None:
