@@ -350,7 +350,7 @@ class Study:
         self.log(f"== cv design: {resolved.folds} folds x {resolved.repeats} repeat(s) on the {plan.split} images, "
                  f"{resolved.gan_seeds} GAN seed(s) per fold")
         check_pool_size(self, resolved, plan)
-        run_fold_gans(self, plan, int(resolved.gan_seeds), self.log)
+        run_fold_gans(self, plan, int(resolved.gan_seeds))
         first = self.sample_pool
         self._run_audit(pool=first)
         if self.config.sections["metrics"].get("enabled", True):

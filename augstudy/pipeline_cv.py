@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -102,7 +102,7 @@ def write_fold_data(study: Study, plan: FoldPlan, job: FoldJob) -> None:
     atomic_write_json(marker, record)  # last: it marks the folder complete
 
 
-def run_fold_gans(study: Study, plan: FoldPlan, gan_seeds: int, log: Callable[[str], None]) -> list[FoldJob]:
+def run_fold_gans(study: Study, plan: FoldPlan, gan_seeds: int) -> list[FoldJob]:
     """Train and sample every fold's generators, each a resumable step; returns the jobs."""
     from augstudy.gan.generate import generate_pool
     from augstudy.gan.train import train_gans
