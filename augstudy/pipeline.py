@@ -100,6 +100,9 @@ def _check_extra_keys(path: Path, sections: dict[str, dict[str, Any]]) -> None:
     if splits is not None and (not isinstance(splits, list) or not all(isinstance(item, str) for item in splits)):
         raise ConfigError(f"{path}: [sweep] splits = {splits!r}: expected a list of split names, e.g. "
                           f'["official", "dedup"]')
+    if sections["sweep"].get("design") == "cv" and splits is not None and len(splits) > 1:
+        raise ConfigError(f"{path}: [sweep] splits = {splits!r} with design = \"cv\": the cv design pools the "
+                          "images of one split mode; give one (e.g. split = \"dedup\") and drop splits")
     enabled = sections["metrics"].get("enabled", True)
     if not isinstance(enabled, bool):
         raise ConfigError(f"{path}: [metrics] enabled = {enabled!r}: expected true or false")
@@ -176,6 +179,9 @@ def _step_options(config: StudyConfig, step: str, **wired: Any) -> Any:
                 raise ConfigError(f"{config.path}: [{step}] {key} = {section[key]!r}: {value} does not exist")
             if key == "weights":  # a word or a path, kept as text like the --weights flag
                 value = str(value)
+        if key == "group_by" and isinstance(value, str) and value.startswith("csv:"):  # csv:PATH:COLUMN
+            table, _, column = value[len("csv:"):].rpartition(":")
+            value = f"csv:{_resolve(config.path.parent, table)}:{column}"
         values[key] = value
     values.update(wired)
     missing = [name for name, item in fields.items() if name not in values
@@ -234,6 +240,13 @@ class Study:
         return self.out / "pool"
 
     @property
+    def sample_pool(self) -> Path:
+        """The pool the GAN checks and the report look at: in the cv design, the first fold's first generator's."""
+        if self.config.sections["sweep"].get("design") == "cv":
+            return self.pool / "r0-f0" / "gan-0"
+        return self.pool
+
+    @property
     def source(self) -> str:
         return str(self.out / "phantom") if self.config.source == "phantom" else self.config.source
 
@@ -257,6 +270,10 @@ class Study:
             return json.loads(self.state_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
             return {"steps": {}}
+
+    def run_step(self, step: str, options: Any, action: Callable[[], Any], inputs: Any = None) -> Any:
+        """Run one step unless study_state.json records it done with the same options and inputs."""
+        return self._run_step(step, options, action, inputs)
 
     def _run_step(self, step: str, options: Any, action: Callable[[], Any], inputs: Any = None) -> Any:
         fingerprint = _fingerprint(options, inputs)
@@ -307,6 +324,8 @@ class Study:
         from augstudy.data.prepared import prepared_content_sha256
         prepared = prepared_content_sha256(self.prepared)  # a prepared folder changed outside the study re-runs
         self._run_audit(inputs=prepared)                    # the steps that read it, and every later one
+        if config.sections["sweep"].get("design") == "cv":
+            return self._run_cv()
 
         from augstudy.gan.train import train_gans
         train_options = self.options("train_gan")
@@ -333,10 +352,35 @@ class Study:
             sweep_options = _resolve_auto_weights(sweep_options, self.log)
             self._run_step(f"sweep:{split or 'default'}", sweep_options, lambda o=sweep_options: _run_sweep(o))
 
+        return self._write_report()
+
+    def _write_report(self) -> Path:
         from augstudy.report.study import write_study_report
         report = write_study_report(self)
         self.log(f"Report: {report}")
         return report
+
+    def _run_cv(self) -> Path:
+        """The cv design (augstudy.pipeline_cv): per fold and GAN seed a generator trained on that fold's
+        training part and its pool, then the cv sweep over every fold."""
+        from augstudy.pipeline_cv import check_pool_size, cv_plan, run_fold_gans
+
+        ((split, results),) = self.sweep_outputs().items()  # load_config allows one split with cv
+        sweep_options = self.options("sweep", out=results, **({"split": split} if split else {}))
+        sweep_options = _resolve_auto_weights(sweep_options, self.log)
+        resolved, plan = _reported("sweep", lambda: cv_plan(self, sweep_options))
+        self.log(f"== cv design: {resolved.folds} folds x {resolved.repeats} repeat(s) on the {plan.split} images, "
+                 f"{resolved.gan_seeds} GAN seed(s) per fold")
+        check_pool_size(self, resolved, plan)
+        run_fold_gans(self, plan, int(resolved.gan_seeds))
+        first = self.sample_pool
+        self._run_audit(pool=first)
+        if self.config.sections["metrics"].get("enabled", True):
+            from augstudy.metrics.evaluate import gan_metrics
+            metrics_options = self.options("metrics", fake=first)
+            self._run_step("metrics", metrics_options, lambda: _summarise_metrics(gan_metrics(metrics_options)))
+        self._run_step(f"sweep:{split or 'default'}", sweep_options, lambda: _run_sweep(sweep_options))
+        return self._write_report()
 
     def _run_audit(self, pool: Path | None = None, inputs: Any = None) -> None:
         """The shortcut audit, right after prepare (before any GAN time is spent) and again with the
@@ -418,6 +462,18 @@ def _resolve_auto_weights(options: Any, log: Callable[[str], None]) -> Any:
     return dataclasses.replace(options, weights="none")
 
 
+def _classes(config: StudyConfig, study: Study) -> list[str] | None:
+    """The classes the GANs will be trained for, when known before prepare runs."""
+    listed = config.sections["prepare"].get("classes") or config.sections["phantom"].get("classes")
+    if listed:
+        return list(listed)
+    if config.source == "phantom":
+        from augstudy.data.phantom import PhantomOptions
+        return list(PhantomOptions(out=Path(".")).classes)
+    options = study.prepared / "prepare_options.json"
+    return list(json.loads(options.read_text(encoding="utf-8"))["classes"]) if options.is_file() else None
+
+
 def demo_config_path() -> Path:
     return Path(str(resources.files("augstudy") / "configs" / DEMO_CONFIG))
 
@@ -454,9 +510,12 @@ def run_command(config: Path, out: Path | None, source: str | None, dry_run: boo
         steps["generate"]["networks"] = "the final snapshot of each train_gan run"
         from augstudy.gan.estimate import study_gan_gpu_time
 
-        gan_gpu_time = study_gan_gpu_time(steps["prepare"], steps["train_gan"])
-        click.echo(json.dumps({"name": study.name, "source": study.source, "out": str(study.out), "steps": steps,
-                               "gan_gpu_time": gan_gpu_time}, indent=2, default=str))
+        shown: dict[str, Any] = {"name": study.name, "source": study.source, "out": str(study.out), "steps": steps,
+                                 "gan_gpu_time": study_gan_gpu_time(steps["prepare"], steps["train_gan"])}
+        if study.sections["sweep"].get("design") == "cv":
+            from augstudy.pipeline_cv import cv_dry_run
+            shown["plan"] = cv_dry_run(plan, plan.options("sweep"), _classes(study, plan))
+        click.echo(json.dumps(shown, indent=2, default=str))
         return
     _run_study(config, out, source)
 

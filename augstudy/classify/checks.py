@@ -19,15 +19,16 @@ MIN_EVAL_IMAGES = 10
 MAX_IMBALANCE = 2.0
 
 
-def small_classes(data: PreparedData) -> list[str]:
+def small_classes(data: PreparedData, where: str | None = None) -> list[str]:
     warnings = []
+    where = where or f"the {data.split} split"
     for subset, name in (("valid", "validation"), ("test", "test")):
         counts = data.real_counts(subset)
         small = {cls: n for cls, n in counts.items() if n < MIN_EVAL_IMAGES}
         if small:
             listed = ", ".join(f"{cls!r} has {n}" for cls, n in small.items())
             warnings.append(
-                f"Small {name} class(es) on the {data.split} split: {listed} image(s) (fewer than "
+                f"Small {name} class(es) on {where}: {listed} image(s) (fewer than "
                 f"{MIN_EVAL_IMAGES}); each image moves that class's {name} metrics by a large step."
             )
     return warnings
@@ -80,6 +81,9 @@ def imbalance(data: PreparedData, class_weight: str) -> list[str]:
     return [warning]
 
 
-def data_warnings(data: PreparedData, class_weight: str = "none") -> list[str]:
-    """Every warning about `data`, in the order small classes, duplicates, imbalance."""
+def data_warnings(data: PreparedData, class_weight: str = "none", fold: str | None = None) -> list[str]:
+    """Every warning about `data`, in the order small classes, duplicates, imbalance. For a cv `fold`
+    no duplicate check: the folds keep each duplicate group on one side."""
+    if fold is not None:
+        return small_classes(data, f"cv fold {fold} ({data.split} images)") + imbalance(data, class_weight)
     return small_classes(data) + leaks(data) + imbalance(data, class_weight)

@@ -7,10 +7,13 @@ sha256 of their file content, which is also the feature-cache key.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from augstudy.classify.features import ImageRef
+from augstudy.data.folds import FOLD_FILE
 from augstudy.data.prepared import PreparedDataError, load_prepared
 from stylegan2ada.io import sha256_file
 
@@ -66,6 +69,40 @@ def read_prepared(root: str | Path, split: str | None = None) -> PreparedData:
         if not subsets[subset]:
             raise DataError(f"{manifest}: no {subset} images in the {prepared.split_mode} split")
     return PreparedData(prepared.root, prepared.split_mode, class_names, subsets)
+
+
+def fold_data(data: PreparedData, train: Sequence[str], valid: Sequence[str], test: Sequence[str]) -> PreparedData:
+    """The cv design's view of a prepared folder: one fold's train/valid/test (paths inside the folder),
+    drawn from the images `data` already holds under its split (train, valid and test pooled)."""
+    by_path = {item.ref.path.relative_to(data.root).as_posix(): item
+               for subset in SUBSETS for item in data.subsets[subset]}
+    parts = {"train": train, "valid": valid, "test": test}
+    missing = [image for images in parts.values() for image in images if image not in by_path]
+    if missing:
+        raise DataError(f"{data.root}: the fold plan lists {len(missing)} image(s) the {data.split} split does not "
+                        f"hold, e.g. {missing[0]}")
+    return PreparedData(data.root, data.split, data.class_names,
+                        {subset: [by_path[image] for image in images] for subset, images in parts.items()})
+
+
+def cv_pool_dir(pool: str | Path, fold: str, gan_seed: int) -> Path:
+    """Where the cv design keeps the pool of one fold's generator: POOL/<fold>/gan-<seed>/<class>/*.png,
+    with POOL/<fold>/fold.json naming the fold plan the generators were trained under."""
+    return Path(pool) / fold / f"gan-{gan_seed}"
+
+
+def check_fold_pool(pool: str | Path, fold: str, digest: str) -> None:
+    """A fold's pools must come from generators trained on this fold's training part: its fold.json
+    carries the digest of the fold (augstudy.data.folds.Fold.digest) they were made for."""
+    path = Path(pool) / fold / FOLD_FILE
+    if not path.is_file():
+        raise DataError(f"{path} is missing: the cv design only uses a fold's pool when fold.json says which "
+                        "fold plan its GANs were trained under (`augstudy run` writes it)")
+    recorded = json.loads(path.read_text(encoding="utf-8")).get("digest")
+    if recorded != digest:
+        raise DataError(f"{path}: the pools of {fold} were made for another fold plan (other --folds, --repeats, "
+                        "--cv-seed, --group-by, --val-fraction or data); their GANs may have seen this fold's test "
+                        "images. Generate the pools for this plan, or run the sweep with the plan they were made for")
 
 
 def read_pool(root: str | Path) -> dict[str, list[ImageRef]]:

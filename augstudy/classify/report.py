@@ -20,6 +20,8 @@ import pandas as pd
 
 from augstudy.classify import equivalence, plots
 from augstudy.classify.metrics import METRICS
+from augstudy.classify.pooled import CAVEAT as POOLED_CAVEAT
+from augstudy.classify.pooled import pool_folds
 from augstudy.classify.stats import (
     BOOTSTRAP_METHOD,
     compare,
@@ -32,10 +34,19 @@ from augstudy.classify.stats import (
 from stylegan2ada.io import atomic_write_json, atomic_write_text
 
 RESULT_COLUMNS = (
-    "arm", "ratio", "real_fraction", "seed", "cell", *METRICS, "epochs_trained", "best_epoch", "monitor",
+    "arm", "ratio", "real_fraction", "design", "repeat", "fold", "gan_seed", "seed", "cell", *METRICS, "epochs_trained", "best_epoch", "monitor",
     "n_real", "n_added", "degenerate", "degenerate_reason", "train_accuracy", "n_test", "positive_class",
-    "backbone", "weights", "head", "split",
+    "backbone", "weights", "head", "split", "steps_kept", "batches_per_epoch",
 )
+# What the report says of its design, first: why cross-validation is the stronger design.
+DESIGN_NOTES = {
+    "split": ("Design: one fixed train/validation/test split, so the answer is also that split's luck; repeated, "
+              "grouped cross-validation (--design cv) tests every image and refits everything per fold, and is "
+              "the stronger design."),
+    "cv": ("Design: repeated, stratified, grouped cross-validation: every labelled image is tested once per "
+           "repeat, and the GAN, classic copies, learning-curve subsets and standardisation are fitted inside each "
+           "fold's training part, so the answer does not rest on one split's luck."),
+}
 # Figures drawn per metric, besides the primary one (which comes first).
 FIGURE_METRICS = ("balanced_accuracy", "roc_auc", "sensitivity", "specificity", "accuracy")
 ARM_TITLES = {"gan": "GAN images", "classic": "Classic augmentation"}
@@ -53,8 +64,8 @@ def results_table(rows: Sequence[TableRow]) -> pd.DataFrame:
     records = []
     for arm, ratio, fraction, name, cell in rows:
         extra = {key: value for key, value in cell["metrics"].items() if key.startswith("sensitivity_")}
-        records.append({**cell, **cell["metrics"], **extra, "arm": arm, "ratio": ratio, "real_fraction": fraction,
-                        "cell": name})
+        records.append({"design": "split", "repeat": 0, "fold": 0, "gan_seed": None, **cell, **cell["metrics"],
+                        **extra, "arm": arm, "ratio": ratio, "real_fraction": fraction, "cell": name})
     columns = list(RESULT_COLUMNS) + sorted({key for record in records for key in record
                                              if key.startswith("sensitivity_")})
     table = pd.DataFrame(records)
@@ -63,7 +74,9 @@ def results_table(rows: Sequence[TableRow]) -> pd.DataFrame:
             table[column] = np.nan
     arm_order = {arm: index for index, arm in enumerate(dict.fromkeys(row[0] for row in rows))}
     table = table[columns].assign(_arm=table["arm"].map(arm_order))
-    return table.sort_values(["_arm", "ratio", "real_fraction", "seed"], ignore_index=True).drop(columns="_arm")
+    table["gan_seed"] = table["gan_seed"].astype("Int64")  # null when a cell draws no synthetic images
+    order = ["_arm", "ratio", "real_fraction", "repeat", "fold", "gan_seed", "seed"]
+    return table.sort_values(order, ignore_index=True, na_position="first").drop(columns="_arm")
 
 
 def curves_table(rows: Sequence[TableRow]) -> pd.DataFrame:
@@ -263,15 +276,21 @@ def write_report(
     written = {"results": out / "results.csv", "summary": out / "summary.csv", "answer": out / "answer.json",
                "figures": out / "figures"}
     atomic_write_text(written["results"], results.to_csv(index=False))
+    design = getattr(options, "design", "split")
+    all_rows = rows
+    if design == "cv":  # provisional, until the cv inference lands: out-of-fold replicates
+        rows, baseline = pool_folds(rows, baseline, int(options.gan_seeds))
+        results = results_table(rows)
+        warnings = [*warnings, POOLED_CAVEAT]
     primary, positive = options.primary, str(options.positive_class)
     summary, replicated, _ = bootstrap_summary(results, rows, baseline, primary, options.bootstrap,
                                                options.bootstrap_seed)
-    for key in ("positive_class", "backbone", "weights", "head", "split"):
+    for key in ("positive_class", "backbone", "weights", "head", "split", "design"):
         summary[key] = results[key].iloc[0]
     summary["warnings"] = " | ".join(warnings)
     atomic_write_text(written["summary"], summary.to_csv(index=False))
     equivalents = real_equivalents(summary, replicated, primary)
-    sentence = answer_sentence(summary, primary, positive, equivalents)
+    sentence = f"{DESIGN_NOTES[design]} {answer_sentence(summary, primary, positive, equivalents)}"
     figures = written["figures"]
     caption_tail = f"Positive class: {positive}. {title}."
     listed: list[dict[str, str]] = []
@@ -302,7 +321,9 @@ def write_report(
     plots.confusion_grid(matrices, rows[0][4]["class_names"], title, stem)
     add(stem, "Confusion matrices on the test set, counts summed over seeds, each row's share shaded.")
     stem = figures / "training_curves"
-    plots.training_curves(curves_table(rows), title, stem)
+    first_fold = [row for row in all_rows if not row[4].get("repeat") and not row[4].get("fold")
+                  and not row[4].get("gan_seed")]
+    plots.training_curves(curves_table(first_fold), title, stem)
     add(stem, "Training curves: plain cross-entropy (without regularisation penalties) on train and validation "
               "per epoch, one line per seed, and the monitored quantity when it is another; dots mark the "
               "epoch whose weights were kept.")
@@ -310,6 +331,8 @@ def write_report(
         "primary_metric": primary, "positive_class": positive, "sentence": sentence, "warnings": list(warnings),
         "figures": listed, "interval": BOOTSTRAP_METHOD, "bootstrap_replicates": options.bootstrap,
         "arms": list(options.arms), "title": title, "weights": str(results["weights"].iloc[0]),
+        "design": {"design": design, "folds": getattr(options, "folds", 1), "repeats": getattr(options, "repeats", 1),
+                   "gan_seeds": getattr(options, "gan_seeds", 1), "note": DESIGN_NOTES[design]},
         "real_equivalents": [{key: (value if not isinstance(value, float) or np.isfinite(value) else str(value))
                               for key, value in item.items()} for item in equivalents],
     }

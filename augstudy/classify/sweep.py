@@ -12,6 +12,11 @@ Arms (`--arms`, default `gan`), every one with the same seeds and real validatio
 The 0 % cell of `gan` and `classic` and the 100 % cell of `real` are the same classifier (the
 real train set alone); it is trained once, as `ratio-000_seed-NN`, and is every arm's reference.
 
+`--design cv` trains that grid in every (repeat, fold) of a repeated, stratified, grouped K-fold
+plan over all labelled images (augstudy.data.folds): each fold's cells train, stop early and test on
+that fold's own images, draw synthetic images from that fold's pools (one per GAN seed, checked
+against the plan by the pool's fold.json) and classic copies of that fold's training images only.
+
 Backbone features of every image (and augmented view) are computed once through the feature
 cache; each cell then trains only the head. Each finished cell is written atomically to
 RESULTS/cells/ and skipped when the sweep runs again; results.csv, summary.csv, answer.json and
@@ -20,6 +25,7 @@ the figures are rebuilt from the cells of the requested grid at the end of every
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -46,7 +52,17 @@ from augstudy.classify.backbones import (
 from augstudy.classify.backend import KERAS_BACKENDS, KerasBackendError, import_keras, resolve_keras_backend
 from augstudy.classify.checks import data_warnings
 from augstudy.classify.classic import ClassicRecipe, classic_pool, copies_per_image
-from augstudy.classify.data import SPLITS, DataError, LabelledImage, PreparedData, read_pool, read_prepared
+from augstudy.classify.data import (
+    SPLITS,
+    DataError,
+    LabelledImage,
+    PreparedData,
+    check_fold_pool,
+    cv_pool_dir,
+    fold_data,
+    read_pool,
+    read_prepared,
+)
 from augstudy.classify.features import (
     FeatureCache,
     FeatureSpec,
@@ -88,6 +104,7 @@ from augstudy.classify.train import (
     reset_model,
 )
 from augstudy.data.decode import image_kinds, kinds_warning
+from augstudy.data.folds import GROUP_BY_HELP, FoldError, FoldOptions, FoldPlan, fold_name, plan_folds
 from augstudy.locks import writing
 from augstudy.options import (
     MAX_SIDE,
@@ -107,6 +124,13 @@ if TYPE_CHECKING:
     import keras
 
 SAVE_MODELS = ("none", "first-seed", "all")
+DESIGNS = ("split", "cv")
+# The cv design's defaults: 5 folds keep 80 % of the images for training and about 8 distinct normal
+# slices in each test fold of the dedup chest CT; 2 repeats show how much the answer depends on how
+# the images were dealt; 2 GAN seeds are the fewest that show a generator's own variance.
+CV_DEFAULTS = {"folds": 5, "repeats": 2, "gan_seeds": 2, "cv_seed": 0, "val_fraction": 0.2}
+CV_FLAGS = {"folds": "--folds", "repeats": "--repeats", "gan_seeds": "--gan-seeds", "cv_seed": "--cv-seed",
+            "group_by": "--group-by", "val_fraction": "--val-fraction"}
 ARMS = ("gan", "classic", "real", "synthetic-only")
 CLASS_WEIGHTS = ("none", "balanced")
 # Fewer replicates than this give percentile intervals too coarse to read.
@@ -121,7 +145,7 @@ class SweepError(RuntimeError):
 
 
 # Errors caused by the input or options: the CLI shows their message without a traceback.
-USER_ERRORS = (SweepError, DataError, PoolTooSmallError, ImageReadError, WeightsUnavailableError,
+USER_ERRORS = (SweepError, DataError, FoldError, PoolTooSmallError, ImageReadError, WeightsUnavailableError,
                KerasBackendError, OptionError, OutputError)
 
 
@@ -132,6 +156,13 @@ class SweepOptions:
     data: Path
     out: Path
     pool: Path | None = None
+    design: str = "split"  # split: prepare's train/valid/test; cv: repeated grouped K-fold (augstudy.data.folds)
+    folds: int | None = ranged(None, low=1, integer=True)  # the cv options; None: CV_DEFAULTS (split: 1)
+    repeats: int | None = ranged(None, low=1, integer=True)
+    gan_seeds: int | None = ranged(None, low=1, integer=True)
+    cv_seed: int | None = ranged(None, low=0, integer=True)
+    group_by: str | None = None
+    val_fraction: float | None = ranged(None, low=0, high=1, low_open=True, high_open=True)
     ratios: tuple[float, ...] = (0, 25, 50, 75, 100)
     seeds: int = ranged(5, low=1, integer=True)
     arms: tuple[str, ...] = ("gan",)
@@ -179,24 +210,59 @@ class CellKey:
     group: str
     level: float
     seed: int
+    repeat: int = 0
+    fold: int = 0
+    gan_seed: int | None = None  # the generator whose pool the cell draws from; None: no synthetic images
+    cv: bool = False
 
     @property
     def name(self) -> str:
         from augstudy.classify.report import ratio_label  # lazily: the report loads scipy and matplotlib
 
         level, seed = ratio_label(self.level), f"seed-{self.seed:02d}"
-        return {
+        name = {
             "baseline": f"ratio-000_{seed}", "gan": f"ratio-{level}_{seed}",
             "classic": f"classic_ratio-{level}_{seed}", "real": f"real_fraction-{level}_{seed}",
             "synthetic-only": f"synthetic-only_{seed}",
         }[self.group]
+        if not self.cv:  # the split design keeps the names of older results
+            return name
+        generator = "" if self.gan_seed is None else f"gan-{self.gan_seed}_"
+        return f"{fold_name(self.repeat, self.fold)}_{generator}{name}"
 
 
-def cell_key(arm: str, level: float, seed: int) -> CellKey:
+def cell_key(arm: str, level: float, seed: int, unit: FoldUnit | None = None, gan_seed: int = 0) -> CellKey:
     """The cell an (arm, level) row reads: the real-only classifier is shared by every arm."""
+    where = {} if unit is None else {"repeat": unit.repeat, "fold": unit.fold, "cv": unit.cv}
     if (arm in ("gan", "classic") and level == 0) or (arm == "real" and level == 100):
-        return CellKey("baseline", 0, seed)
-    return CellKey(arm, level, seed)
+        return CellKey("baseline", 0, seed, **where)
+    return CellKey(arm, level, seed, gan_seed=gan_seed if arm in POOL_ARMS else None, **where)
+
+
+POOL_ARMS = ("gan", "synthetic-only")
+
+
+@dataclass(frozen=True)
+class FoldUnit:
+    """What one (repeat, fold) trains on: its real images and its pools by GAN seed. The split
+    design is one unit (repeat 0, fold 0) with one pool (GAN seed 0)."""
+
+    repeat: int
+    fold: int
+    data: PreparedData
+    pools: dict[int, dict[str, list[ImageRef]]]
+    digest: str | None = None  # the cv fold's Fold.digest(): which images are train, valid and test
+    cv: bool = False
+
+
+def cells_per_fold(options: SweepOptions, gan_seeds: int) -> int:
+    """Distinct cells one cv fold trains (the shared real-only cell counted once), for plans and estimates."""
+    unit = FoldUnit(0, 0, PreparedData(Path("."), "", (), {}), {}, cv=True)
+    resolved = dataclasses.replace(options, real_fractions=tuple(sorted({*options.real_fractions, 100})),
+                                   gan_seeds=gan_seeds)
+    keys = {row.key for row in grid_rows(resolved, unit)} | {cell_key("gan", 0, seed, unit)
+                                                            for seed in range(options.seeds)}
+    return len(keys)
 
 
 def cell_name(ratio: float, seed: int) -> str:
@@ -213,16 +279,22 @@ class Row:
     key: CellKey
 
 
-def grid_rows(options: SweepOptions) -> list[Row]:
+def grid_rows(options: SweepOptions, unit: FoldUnit | None = None) -> list[Row]:
+    """The rows of one unit (the split design's only one when None): a row per arm, level and seed,
+    and per GAN seed where the cell draws synthetic images."""
     rows = []
+    generators = range(int(options.gan_seeds or 1)) if unit is not None and unit.cv else range(1)
     for arm in options.arms:
         for seed in range(options.seeds):
             if arm in ("gan", "classic"):
-                rows += [Row(arm, ratio, 100, cell_key(arm, ratio, seed)) for ratio in options.ratios]
+                for ratio in options.ratios:
+                    seeds = generators if arm == "gan" and ratio > 0 else range(1)
+                    rows += [Row(arm, ratio, 100, cell_key(arm, ratio, seed, unit, g)) for g in seeds]
             elif arm == "real":
-                rows += [Row(arm, 0, fraction, cell_key(arm, fraction, seed)) for fraction in options.real_fractions]
+                rows += [Row(arm, 0, fraction, cell_key(arm, fraction, seed, unit))
+                         for fraction in options.real_fractions]
             else:
-                rows.append(Row(arm, 100, 0, cell_key(arm, 100, seed)))
+                rows += [Row(arm, 100, 0, cell_key(arm, 100, seed, unit, g)) for g in generators]
     return rows
 
 
@@ -277,6 +349,15 @@ def resolve_options(options: SweepOptions, data: PreparedData) -> SweepOptions:
                                        "fine-tune a Keras backbone (e.g. --backbone resnet50) instead")
         _require(options.feature_cache, f"--no-feature-cache: {spec.name} runs in torch, outside the Keras "
                                         "model, so its features always go through the cache")
+    _check_choice("--design", options.design, DESIGNS)
+    given = {name: getattr(options, name) for name in CV_FLAGS if getattr(options, name) is not None}
+    if options.design == "split":  # the cv options would be ignored: refuse them
+        _require(not given, f"{', '.join(CV_FLAGS[name] for name in given)}: only for --design cv; add "
+                            "--design cv or drop them")
+        design = {"folds": 1, "repeats": 1, "gan_seeds": 1}
+    else:
+        design = {**CV_DEFAULTS, **({"gan_seeds": 1} if not _needs_pool(options) else {}), **given}
+        _require(design["folds"] >= 2, f"--folds {design['folds']}: cross-validation needs at least 2 folds")
     if options.schedule == "fixed":  # nothing is monitored and nothing stops early: such options would be ignored
         _require(options.patience is None, f"--patience {options.patience}: --schedule fixed has no early stopping; "
                                            "drop --patience or use --schedule plateau")
@@ -293,7 +374,7 @@ def resolve_options(options: SweepOptions, data: PreparedData) -> SweepOptions:
     if 100 not in fractions:
         fractions = (*fractions, 100)  # the full real train set: the curve's end and the reference
     fractions = tuple(sorted(fractions))
-    needs_pool = ("gan" in arms and any(ratio > 0 for ratio in ratios)) or "synthetic-only" in arms
+    needs_pool = _needs_pool(dataclasses.replace(options, arms=arms, ratios=ratios))
     _require(not needs_pool or options.pool is not None,
              "the gan arm above 0 % and the synthetic-only arm need --pool (a folder of <class>/*.png "
              "synthetic images)")
@@ -303,7 +384,7 @@ def resolve_options(options: SweepOptions, data: PreparedData) -> SweepOptions:
     return dataclasses.replace(
         options,
         arms=arms, ratios=ratios, real_fractions=fractions,
-        split=data.split,
+        split=data.split, **design,
         input_size=spec.input_size if options.input_size is None else options.input_size,
         epochs=head.max_epochs if options.epochs is None else options.epochs,
         batch_size=head.batch_size if options.batch_size is None else options.batch_size,
@@ -332,10 +413,12 @@ def nested_real_subset(train: Sequence[LabelledImage], n_classes: int, fraction:
 class Sweep:
     """One sweep's data, backbone and cached features, and the training of its cells."""
 
-    def __init__(self, options: SweepOptions, data: PreparedData, pool: dict[str, list[ImageRef]]) -> None:
+    def __init__(self, options: SweepOptions, unit: FoldUnit) -> None:
         self.options = options
-        self.data = data
-        self.pool = pool
+        self.unit = unit
+        self.data = unit.data
+        self.pools = unit.pools
+        data = unit.data
         self.class_names = data.class_names
         self.n_classes = len(data.class_names)
         self.positive = data.class_names.index(str(options.positive_class))
@@ -354,10 +437,20 @@ class Sweep:
         self.geometry = prepared_geometry(data.root)
         self.pipeline = InputPipeline(self.input_size, self.backbone_spec.preprocess(), self.views, self.geometry)
 
+    def for_unit(self, unit: FoldUnit) -> Sweep:
+        """This sweep on another fold: the backbone and the compiled head are shared, the data, pools,
+        classic copies and features are the fold's own."""
+        other = copy.copy(self)
+        other.unit, other.data, other.pools = unit, unit.data, unit.pools
+        other.classic, other.features, other.features_computed = {}, {}, 0
+        return other
+
     # ---- identity ---------------------------------------------------------------------------
 
-    def fingerprint(self, group: str) -> dict[str, Any]:
-        """Everything that changes a cell of `group` besides its level and seed."""
+    def fingerprint(self, key: CellKey) -> dict[str, Any]:
+        """Everything that changes a cell besides its level and seed: in the cv design also the
+        fold's images, so a changed fold plan or pool never reuses a cell."""
+        group = key.group
         option_keys = ("split", "backbone", "head", "input_size", "schedule", "monitor", "epochs", "batch_size",
                        "learning_rate", "patience", "class_weight", "aug_views", "aug_seed", "finetune",
                        "keras_backend")
@@ -372,9 +465,13 @@ class Sweep:
             "class_names": list(self.class_names),
             "image_pipeline": IMAGE_PIPELINE_ID,
         }
-        if group in ("gan", "synthetic-only"):
+        if self.unit.cv:
+            common["design"] = "cv"
+            common["fold_digest"] = self.unit.digest
+        if group in POOL_ARMS:
+            pool = self.pools[int(key.gan_seed or 0)]
             common["pool_sha256"] = hashlib.sha256(
-                json.dumps({name: [ref.sha256 for ref in refs] for name, refs in self.pool.items()}).encode()
+                json.dumps({name: [ref.sha256 for ref in refs] for name, refs in pool.items()}).encode()
             ).hexdigest()
         if group == "classic":
             common["classic_recipe"] = self.recipe.recipe_id()
@@ -382,8 +479,12 @@ class Sweep:
 
     @property
     def title(self) -> str:
-        return (f"{self.options.backbone} ({self.weights.label}) + {self.options.head} head, "
-                f"{self.options.split} split{', fine-tuned' if self.options.finetune else ''}")
+        options = self.options
+        design = f"{options.split} split" if options.design == "split" else (
+            f"{options.folds}-fold grouped CV x {options.repeats} repeat(s) on {options.split} images, "
+            f"{options.gan_seeds} GAN seed(s) per fold")
+        return (f"{options.backbone} ({self.weights.label}) + {options.head} head, "
+                f"{design}{', fine-tuned' if options.finetune else ''}")
 
     def feature_spec(self) -> FeatureSpec:
         return backbone_feature_spec(self.backbone_spec, self.weights, self.input_size, self.geometry, self.backend)
@@ -405,14 +506,15 @@ class Sweep:
         if key.group == "real":
             real = nested_real_subset(train, self.n_classes, key.level, key.seed)
         elif key.group in ("gan", "classic"):
-            source = self.pool if key.group == "gan" else self.classic
+            source = self.pools[int(key.gan_seed or 0)] if key.group == "gan" else self.classic
             counts = synthetic_counts(key.level, self.data.real_counts())
             added = [LabelledImage(ref, label) for ref, label in
                      sample_synthetic(source, counts, self.class_names, key.seed)]
         elif key.group == "synthetic-only":
             real = []
             added = [LabelledImage(ref, label) for ref, label in
-                     sample_synthetic(self.pool, self.data.real_counts(), self.class_names, key.seed)]
+                     sample_synthetic(self.pools[int(key.gan_seed or 0)], self.data.real_counts(),
+                                      self.class_names, key.seed)]
         expand = range(self.options.aug_views + 1)
         return ([LabelledImage(dataclasses.replace(item.ref, view=view), item.label) for item in real for view in expand],
                 [LabelledImage(dataclasses.replace(item.ref, view=view), item.label) for item in added for view in expand])
@@ -499,8 +601,12 @@ class Sweep:
                                    self.n_classes)
         views = self.options.aug_views + 1
         pool_root = Path(self.options.pool or "/") if key.group != "classic" else Path(self.options.out)
+        batches_per_epoch = math.ceil(len(train) / int(self.options.batch_size))  # type: ignore[arg-type]
         cell = {
             "group": key.group, "level": key.level, "seed": key.seed, "fingerprint": fingerprint,
+            "design": self.options.design, "repeat": key.repeat, "fold": key.fold,
+            "gan_seed": key.gan_seed if key.group in POOL_ARMS else None,
+            "steps_kept": result.best_epoch * batches_per_epoch, "batches_per_epoch": batches_per_epoch,
             "metrics": metrics,
             "n_real": len(real) // views, "n_added": len(added) // views,
             "n_train_inputs": len(train), "n_valid": len(valid), "n_test": len(test),
@@ -522,7 +628,8 @@ class Sweep:
             ],
             "seconds": round(time.perf_counter() - started, 3),
         }
-        if self.options.save_models == "all" or (self.options.save_models == "first-seed" and key.seed == 0):
+        first = key.seed == 0 and key.repeat == 0 and key.fold == 0 and not key.gan_seed
+        if self.options.save_models == "all" or (self.options.save_models == "first-seed" and first):
             self.save_model(model, key)
         return cell
 
@@ -553,6 +660,55 @@ def _finished_cell(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | 
     return cell
 
 
+def fold_plan(options: SweepOptions, data: PreparedData) -> FoldPlan:
+    """The cv design's folds over `data`'s images, from the resolved options."""
+    fold_options = FoldOptions(folds=int(options.folds), repeats=int(options.repeats),  # type: ignore[arg-type]
+                               seed=int(options.cv_seed), group_by=options.group_by,  # type: ignore[arg-type]
+                               val_fraction=float(options.val_fraction))  # type: ignore[arg-type]
+    return plan_folds(data.root, data.split, data.class_names, fold_options)
+
+
+def _needs_pool(options: SweepOptions) -> bool:
+    return ("gan" in options.arms and any(ratio > 0 for ratio in options.ratios)) or "synthetic-only" in options.arms
+
+
+def fold_units(options: SweepOptions, data: PreparedData) -> tuple[list[FoldUnit], FoldPlan | None]:
+    """The units the sweep trains: the split design's one, or one per (repeat, fold) of the cv plan,
+    each with its pools checked against what its cells will draw."""
+    if options.design == "split":
+        pools = {0: read_pool(options.pool)} if options.pool is not None else {}
+        return [FoldUnit(0, 0, data, pools)], None
+    plan = fold_plan(options, data)
+    units = []
+    for fold in plan.folds:
+        pools = {}
+        if _needs_pool(options):
+            check_fold_pool(options.pool, fold.name, fold.digest())  # type: ignore[arg-type]
+            pools = {g: read_pool(cv_pool_dir(options.pool, fold.name, g))  # type: ignore[arg-type]
+                     for g in range(int(options.gan_seeds))}  # type: ignore[arg-type]
+        units.append(FoldUnit(fold.repeat, fold.fold, fold_data(data, fold.train, fold.valid, fold.test), pools,
+                              fold.digest(), cv=True))
+    return units, plan
+
+
+def _check_pools(options: SweepOptions, units: Sequence[FoldUnit], geometry_size: int) -> None:
+    ratios = [ratio for ratio in options.ratios if "gan" in options.arms] + (
+        [100] if "synthetic-only" in options.arms else [])
+    for unit in units:
+        for gan_seed, pool in unit.pools.items():
+            name = (f"pool {options.pool}" if not unit.cv
+                    else f"pool {cv_pool_dir(options.pool, fold_name(unit.repeat, unit.fold), gan_seed)}")  # type: ignore[arg-type]
+            if ratios:
+                check_pool(pool, unit.data.real_counts(), ratios, pool_name=name)
+    first = next((pool for unit in units for pool in unit.pools.values()), None)
+    if first:
+        kinds = image_kinds(ref.path for refs in first.values() for ref in refs)
+        warning = kinds_warning(f"pool {options.pool}", kinds, geometry_size)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
+
+
+
 def sweep_inputs(options: SweepOptions) -> dict[str, Path | str | None]:
     """What the sweep reads, which its --out may neither lie in nor hold."""
     weights = None if options.weights in ("imagenet", "none", "auto") else options.weights
@@ -560,7 +716,8 @@ def sweep_inputs(options: SweepOptions) -> dict[str, Path | str | None]:
 
 
 def run_sweep(options: SweepOptions) -> SweepOutcome:
-    """Train every missing cell of the arms x levels x seeds grid, then write tables and figures."""
+    """Train every missing cell of the (repeats x folds x GAN seeds x) arms x levels x seeds grid, then
+    write tables and figures."""
     check_output(options.out, sweep_inputs(options), verb="sweep", owned=OUTPUT_MARKS)
     with writing(options.out, "sweep"):
         return _run_sweep(options)
@@ -572,50 +729,59 @@ def _run_sweep(options: SweepOptions) -> SweepOutcome:
     import_keras(keras_backend)
     data = read_prepared(options.data, options.split)
     options = resolve_options(options, data)
-    pool = read_pool(options.pool) if options.pool is not None else {}
-    if pool:
-        ratios = [ratio for ratio in options.ratios if "gan" in options.arms] + (
-            [100] if "synthetic-only" in options.arms else [])
-        if ratios:
-            check_pool(pool, data.real_counts(), ratios, pool_name=f"pool {options.pool}")
-        kinds = image_kinds(ref.path for refs in pool.values() for ref in refs)
-        warning = kinds_warning(f"pool {options.pool}", kinds, prepared_geometry(data.root).working_size)
-        if warning:
-            print(f"warning: {warning}", file=sys.stderr)
-    warnings = data_warnings(data, options.class_weight)
+    units, plan = fold_units(options, data)
+    _check_pools(options, units, prepared_geometry(data.root).working_size)
+    first = units[0]  # cv: the first fold stands for the others (their counts differ by an image or two)
+    warnings = data_warnings(first.data, options.class_weight,
+                             fold_name(first.repeat, first.fold) if first.cv else None)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    sweep = Sweep(options, data, pool)
     out = Path(options.out)
-    rows = grid_rows(options)
-    baseline_keys = [CellKey("baseline", 0, seed) for seed in range(options.seeds)]  # every arm's reference
-    keys = list(dict.fromkeys([row.key for row in rows] + baseline_keys))
-    fingerprints = {group: sweep.fingerprint(group) for group in {key.group for key in keys}}
-    cells: dict[CellKey, dict[str, Any]] = {}
-    for key in keys:
-        cell = _finished_cell(out / "cells" / f"{key.name}.json", fingerprints[key.group])
-        if cell is not None:
-            cells[key] = cell
     write_options(out / "sweep_options.json", options)
-    todo = [key for key in keys if key not in cells]
-    started = time.perf_counter()
-    if todo:
-        sweep.prepare_classic()
-        sweep.precompute_features(todo)
-    feature_seconds = time.perf_counter() - started
-    for key in todo:
-        if options.progress:
-            print(f"[sweep] {key.name}", file=sys.stderr)
-        cell = sweep.train_cell(key, fingerprints[key.group])
-        atomic_write_json(out / "cells" / f"{key.name}.json", cell)
-        cells[key] = cell
+    if plan is not None:
+        atomic_write_json(out / "folds.json", plan.to_dict())
+    base = Sweep(options, units[0])
+    rows: list[Row] = []
+    baseline_keys: list[CellKey] = []
+    cells: dict[CellKey, dict[str, Any]] = {}
+    trained: list[CellKey] = []
+    skipped: list[CellKey] = []
+    features_computed, feature_seconds = 0, 0.0
+    for unit in units:
+        sweep = base.for_unit(unit)
+        unit_rows = grid_rows(options, unit if unit.cv else None)
+        unit_baseline = [cell_key("gan", 0, seed, unit if unit.cv else None) for seed in range(options.seeds)]
+        keys = list(dict.fromkeys([row.key for row in unit_rows] + unit_baseline))  # every arm's reference
+        fingerprints = {key: sweep.fingerprint(key) for key in keys}
+        for key in keys:
+            cell = _finished_cell(out / "cells" / f"{key.name}.json", fingerprints[key])
+            if cell is not None:
+                cells[key] = cell
+        todo = [key for key in keys if key not in cells]
+        started = time.perf_counter()
+        if todo:
+            sweep.prepare_classic()
+            sweep.precompute_features(todo)
+        feature_seconds += time.perf_counter() - started
+        features_computed += sweep.features_computed
+        for key in todo:
+            if options.progress:
+                print(f"[sweep] {key.name}", file=sys.stderr)
+            cell = sweep.train_cell(key, fingerprints[key])
+            atomic_write_json(out / "cells" / f"{key.name}.json", cell)
+            cells[key] = cell
+        base.reusable = sweep.reusable if base.reusable is None else base.reusable
+        base.frozen_backbone = sweep.frozen_backbone if base.frozen_backbone is None else base.frozen_backbone
+        rows += unit_rows
+        baseline_keys += unit_baseline
+        trained += todo
+        skipped += [key for key in keys if key not in todo]
     table_rows = [(row.arm, row.ratio, row.real_fraction, row.key.name, cells[row.key]) for row in rows]
     from augstudy.classify.report import write_report  # lazily: see CellKey.name
 
-    written, answer = write_report(out, table_rows, sweep.title, options, warnings,
+    written, answer = write_report(out, table_rows, base.title, options, warnings,
                                    [cells[key] for key in baseline_keys])
-    skipped = [key for key in keys if key not in todo]
-    return SweepOutcome(out, todo, skipped, sweep.features_computed, feature_seconds, written,
+    return SweepOutcome(out, trained, skipped, features_computed, feature_seconds, written,
                         answer["sentence"], warnings)
 
 
@@ -625,6 +791,20 @@ def _run_sweep(options: SweepOptions) -> SweepOutcome:
 @click.option("--pool", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Synthetic pool: a folder of <class>/*.png (augstudy generate --out).")
 @click.option("--out", type=OutputPath(), required=True, help="RESULTS folder.")
+@click.option("--design", type=click.Choice(DESIGNS), default="split", show_default=True,
+              help="split: prepare's train/valid/test; cv: repeated, stratified, grouped K-fold over all of them, "
+                   "--pool then holding POOL/r<R>-f<F>/gan-<G>/<class>/*.png (docs/formats.md).")
+@click.option("--folds", type=RangedNumber(SweepOptions, "folds"), help=f"cv: folds K  [default: {CV_DEFAULTS['folds']}]")
+@click.option("--repeats", type=RangedNumber(SweepOptions, "repeats"),
+              help=f"cv: reshuffled repeats of the K folds  [default: {CV_DEFAULTS['repeats']}]")
+@click.option("--gan-seeds", type=RangedNumber(SweepOptions, "gan_seeds"),
+              help=f"cv: generators (pools gan-0..) per fold  [default: {CV_DEFAULTS['gan_seeds']}, 1 without a pool]")
+@click.option("--cv-seed", type=RangedNumber(SweepOptions, "cv_seed"),
+              help="cv: seed of the fold shuffles  [default: 0]")
+@click.option("--group-by", help=f"cv: images sharing an id stay in one fold, as duplicates do: {GROUP_BY_HELP}.")
+@click.option("--val-fraction", type=RangedNumber(SweepOptions, "val_fraction"),
+              help=f"cv: share of each fold's training part held out for validation  "
+                   f"[default: {CV_DEFAULTS['val_fraction']}]")
 @click.option("--arms", default="gan", show_default=True,
               help=f"Comma-separated arms out of {', '.join(ARMS)}.")
 @click.option("--ratios", default="0,25,50,75,100", show_default=True,
@@ -681,7 +861,8 @@ def _run_sweep(options: SweepOptions) -> SweepOutcome:
               help="Class whose sensitivity/F1/AUC are reported  [default: the other class than 'normal', "
                    "else the 2nd sorted]")
 @click.option("--save-models", type=click.Choice(SAVE_MODELS), default="first-seed", show_default=True,
-              help="Trained classifiers to keep under RESULTS/models/ (first-seed: one per cell).")
+              help="Trained classifiers to keep under RESULTS/models/ (first-seed: one per cell; cv: of the "
+                   "first fold).")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved options and exit.")
 def sweep_command(ratios: str, arms: str, real_fractions: str, quiet: bool, dry_run: bool, **kwargs: Any) -> None:

@@ -55,7 +55,8 @@ def write_toy_study(
 ) -> ToyStudy:
     """Write `root`/data and `root`/pool. Per class of `classes`: `train`/`valid`/`test` real images
     and `pool` synthetic ones. The first `duplicates` train images of each class are repeated in the test
-    split; the dedup split drops those copies, the official split keeps them."""
+    split; the dedup split drops those copies, the official split keeps them; original and copy share a dup_group, as
+    prepare writes it."""
     root = Path(root)
     data, pool_dir = root / "data", root / "pool"
     rows = []
@@ -72,6 +73,7 @@ def write_toy_study(
             rows.append(("test", name, duplicate_of, f"{name}_dup{index:03d}", False))
         for index in range(pool):
             _write_png(pool_dir / name / f"seed{index:05d}.png", toy_image(label, 100_000 + index, size))
+    copied = {image_seed for _, _, image_seed, _, unique in rows if not unique}
     manifest = []
     for subset, name, image_seed, stem, unique in rows:
         relative = Path("images") / subset / name / f"{stem}.png"
@@ -80,7 +82,7 @@ def write_toy_study(
         manifest.append({
             "split": subset, "class": name, "source_folder": f"source/{subset}/{name}",
             "source_path": f"source/{subset}/{name}/{stem}.png", "sha256": digest, "pixel_sha256": digest,
-            "phash": "", "dup_group": "" if unique else f"dup-{image_seed}", "dup_kind": "" if unique else "exact",
+            "phash": "", "dup_group": f"dup-{image_seed}" if image_seed in copied else "", "dup_kind": "" if unique else "exact",
             "dup_of": "", "image": relative.as_posix(), "official_keep": "1", "dedup_keep": "1" if unique else "0",
             "kept": "1", "reason": "" if unique else "duplicate", "width": size, "height": size, "mode": "L",
             "format": "PNG", "colour": "0",

@@ -207,17 +207,18 @@ def _data_section(doc: Document, study: Study) -> None:
             Paragraph("Images in valid/test that are exact (byte or pixel) or near (perceptual hash) copies of a "
                       "train image inflate test accuracy; the dedup split removes them."),
             Table(["split", "class", "official", "dedup", "exact copies of train", "near copies of train"], rows))
-    grid = image_grid(study.prepared / "images" / "train", study.pool, classes,
+    pool = study.sample_pool  # cv: the first fold's first generator
+    grid = image_grid(study.prepared / "images" / "train", pool, classes,
                       study.out / "report_files" / "real_vs_synthetic.png")
     if grid is not None:
-        has_pool = any((study.pool / name).is_dir() for name in classes)
+        has_pool = any((pool / name).is_dir() for name in classes)
         caption = (f"Rows: {', '.join(classes)}. Left: {GRID_PER_CLASS} real train images"
                    + (f"; right, after the gap: {GRID_PER_CLASS} synthetic images of the same class" if has_pool
                       else "") + f" (each shown at {grid[1]} px, nearest-neighbour).")
         doc.add(Figure(_rel(study, grid[0]), caption,
                        f"augstudy prepare and generate (options: "
                        f"{_rel(study, study.prepared / 'prepare_options.json')}, "
-                       f"{_rel(study, study.pool / 'generate_options.json')})"))
+                       f"{_rel(study, pool / 'generate_options.json')})"))
 
 
 def image_grid(real: Path, pool: Path, classes: list[str], out: Path) -> tuple[Path, int] | None:
@@ -252,12 +253,12 @@ def _tile_row(tiles: list[np.ndarray], side: int) -> list[np.ndarray]:
 def _gan_section(doc: Document, study: Study) -> None:
     doc.add(Heading("GAN"))
     rows = []
-    for run in sorted(path for path in study.runs.glob("*") if (path / "stats.jsonl").is_file()):
+    for run in sorted(path.parent for path in study.runs.rglob("stats.jsonl")):  # cv: runs/<fold>/gan-<g>/<run>
         records = [json.loads(line) for line in (run / "stats.jsonl").read_text(encoding="utf-8").splitlines()
                    if line.strip()]
         last = next((record for record in reversed(records) if "kimg" in record), {})
         swd = next((record["swd"] for record in reversed(records) if "swd" in record), None)
-        rows.append([run.name, f"{last['kimg']:g}" if "kimg" in last else "–", _fmt(last.get("sec_per_kimg")),
+        rows.append([run.relative_to(study.runs).as_posix(), f"{last['kimg']:g}" if "kimg" in last else "–", _fmt(last.get("sec_per_kimg")),
                      _fmt(last.get("augment_p")), _fmt(swd)])
     if rows:
         doc.add(Paragraph(f"StyleGAN2-ADA runs under `{_rel(study, study.runs)}` (options in each run's "

@@ -75,6 +75,20 @@ def test_results_csv_has_one_row_per_arm_level_and_seed_with_every_column(sweep)
     assert np.sum(cell["confusion_matrix"]) == cell["n_test"] == 2 * (4 + 1)
 
 
+def test_split_design_cells_carry_the_design_fields_the_statistics_read(sweep) -> None:
+    cells = cells_of(sweep["out"])
+    for name, cell in cells.items():
+        assert (cell["design"], cell["repeat"], cell["fold"]) == ("split", 0, 0)
+        assert cell["gan_seed"] == (0 if cell["group"] in ("gan", "synthetic-only") else None), name
+        batches = -(-cell["n_train_inputs"] // 4)  # --batch-size 4
+        assert cell["batches_per_epoch"] == batches and cell["steps_kept"] == cell["best_epoch"] * batches
+    results = pd.read_csv(sweep["out"] / "results.csv")
+    assert set(results["design"]) == {"split"} and set(results["fold"]) == {0}
+    assert set(pd.read_csv(sweep["out"] / "summary.csv")["design"]) == {"split"}
+    answer = json.loads((sweep["out"] / "answer.json").read_text())
+    assert answer["design"]["design"] == "split" and "cross-validation" in answer["sentence"]
+
+
 def test_each_arm_trains_on_what_it_says(sweep) -> None:
     cells = cells_of(sweep["out"])
     assert len(cells) == 10
