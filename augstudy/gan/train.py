@@ -320,7 +320,8 @@ def _metrics_hook(
     return hook
 
 
-def _readable_duration(seconds: float) -> str:
+def readable_duration(seconds: float) -> str:
+    """A duration in the unit a reader plans with: "42 seconds", "3.5 minutes" or "1.2 hours"."""
     if seconds >= 3600:
         return f"{seconds / 3600:.1f} hours"
     return f"{seconds / 60:.1f} minutes" if seconds >= 60 else f"{seconds:.0f} seconds"
@@ -405,7 +406,7 @@ def _train_pending(options: TrainGanOptions, pending: list[tuple[GanRun, Any, fl
         print(
             f"No CUDA GPU: training runs on the CPU. A short warm-up measured {sec_per_kimg:.1f} s/kimg; "
             f"{len(pending)} run(s), {remaining_kimg:g} kimg left, expect about "
-            f"{_readable_duration(sec_per_kimg * remaining_kimg)}.",
+            f"{readable_duration(sec_per_kimg * remaining_kimg)}.",
             flush=True,
         )
         if not options.cpu_train:
