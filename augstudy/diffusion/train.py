@@ -156,17 +156,21 @@ def _device(name: str) -> Any:
     return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
 
 
+def _open_dataset(run: GanRun, conditional: bool, mirror: bool) -> Any:
+    from stylegan2ada.dataset import DatasetError, ImageDataset
+
+    try:
+        return ImageDataset(run.data, use_labels=conditional, xflip=mirror)
+    except DatasetError as error:
+        raise click.UsageError(str(error)) from None
+
+
 def _load_images(run: GanRun, conditional: bool, mirror: bool) -> tuple[Any, Any, dict[str, Any]]:
     """The whole prepared zip as one float tensor in [-1, 1] (the sets are small), and class indices."""
     import numpy as np
     import torch
 
-    from stylegan2ada.dataset import DatasetError, ImageDataset
-
-    try:
-        dataset = ImageDataset(run.data, use_labels=conditional, xflip=mirror)
-    except DatasetError as error:
-        raise click.UsageError(str(error)) from None
+    dataset = _open_dataset(run, conditional, mirror)
     pixels = np.stack([dataset[index][0] for index in range(len(dataset))])
     images = torch.from_numpy(pixels).float() / 127.5 - 1
     labels = torch.from_numpy(dataset.labels.argmax(axis=1)).long() if conditional else None
@@ -395,6 +399,8 @@ def _plan(options: TrainDiffusionOptions) -> list[tuple[GanRun, Path | None, int
             done = 0 if newest is None else int(snapshot_meta(newest)["cur_nimg"])
         except SnapshotError as error:
             raise click.ClickException(str(error)) from None
+        dataset = _open_dataset(run, options.conditional, False)  # checks the network fits before any work
+        _network(options.resolved(), dataset.describe(), dataset.label_dim)
         if newest is not None and not options.resume:
             raise click.UsageError(f"{run.run_dir} already holds {newest.name}; drop --no-resume to continue it, "
                                    f"or choose another --out to start afresh.")
