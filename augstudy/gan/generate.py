@@ -511,12 +511,12 @@ def generate_pool(options: GenerateOptions) -> dict[str, int]:
         raise click.UsageError(str(error)) from error
     device = _device(options.device)
     try:
-        networks = {Path(snapshot): _read_network(Path(snapshot)) for snapshot in options.networks}
+        given = [_read_network(Path(snapshot)) for snapshot in options.networks]
     except SnapshotError as error:  # names the file and why it is not a snapshot
         raise click.ClickException(str(error)) from error
+    networks = {network.path: network for network in given}
     sampler = _check_kind_options(options, networks)
-    jobs = plan_classes(options, [network.meta for network in networks.values()],
-                        [network.c_dim for network in networks.values()])
+    jobs = plan_classes(options, [network.meta for network in given], [network.c_dim for network in given])
 
     pool = Path(options.out)
     remove_stale_temporaries(pool, [job.class_name for job in jobs])
