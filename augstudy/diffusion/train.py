@@ -396,9 +396,12 @@ def _plan(options: TrainDiffusionOptions) -> list[tuple[GanRun, Path | None, int
     for run in plan_runs(options):  # type: ignore[arg-type]  # reads data/out/classes/conditional only
         try:
             newest = latest_snapshot(run.run_dir)
-            done = 0 if newest is None else int(snapshot_meta(newest)["cur_nimg"])
+            meta = None if newest is None else snapshot_meta(newest)
         except SnapshotError as error:
             raise click.ClickException(str(error)) from None
+        done = 0 if meta is None else int(meta["cur_nimg"])
+        if meta is not None and options.resume:  # refused before the options file is rewritten
+            _resume_settings(options.resolved(), meta["options"], newest)
         dataset = _open_dataset(run, options.conditional, False)  # checks the network fits before any work
         _network(options.resolved(), dataset.describe(), dataset.label_dim)
         if newest is not None and not options.resume:

@@ -147,6 +147,7 @@ def test_resume_continues_exactly_and_finished_runs_are_skipped(tmp_path: Path,
     assert "finished" in capsys.readouterr().out
     with pytest.raises(click.UsageError, match=r"lr 0\.01 \(snapshot: 0\.001\)"):
         train_diffusions(TrainDiffusionOptions(out=tmp_path / "split", kimg=0.032, **{**common, "lr": 0.01}))
+    assert json.loads((tmp_path / "split/train_diffusion_options.json").read_text())["lr"] is None  # not rewritten
     with pytest.raises(click.UsageError, match="--no-resume"):
         train_diffusions(TrainDiffusionOptions(out=tmp_path / "split", kimg=0.032, resume=False, **common))
 
