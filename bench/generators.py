@@ -70,6 +70,7 @@ def train_both(args: argparse.Namespace, data: Path) -> dict[str, dict[str, Any]
     """Each trainer runs `--probe-kimg`, then resumes to the kimg its measured CPU s/kimg says fills the rest of
     `--budget` CPU seconds, up to MAX_LEGS times, until it has spent at least 90 % of the budget."""
     import monai.networks.nets  # noqa: F401  (imports are paid before the clocks start, for both)
+
     import stylegan2ada.training  # noqa: F401
     from augstudy.diffusion.train import train_diffusions
     from augstudy.gan.train import train_gans
