@@ -16,6 +16,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "prepare": ("augstudy.data.prepare", "prepare_command", "Clean, dedupe and resize a labelled image set."),
     "audit": ("augstudy.audit.run", "audit_command", "Can the label be predicted without pathology?"),
     "train-gan": ("augstudy.gan.train", "train_gan_command", "Train StyleGAN2-ADA per class or conditional."),
+    "train-diffusion": ("augstudy.diffusion.train", "train_diffusion_command",
+                        "Train a denoising diffusion model (MONAI) per class or conditional."),
     "import-network": ("augstudy.gan.import_network", "import_network_command",
                        "Convert an official NVlabs .pkl to a snapshot (no code run)."),
     "generate": ("augstudy.gan.generate", "generate_command", "Generate a synthetic pool from snapshots."),

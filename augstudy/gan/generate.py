@@ -1,4 +1,4 @@
-"""`augstudy generate`: a synthetic pool `POOL/<class>/seedNNNNN.png` from StyleGAN2-ADA snapshots.
+"""`augstudy generate`: a synthetic pool `POOL/<class>/seedNNNNN.png` from StyleGAN2-ADA or diffusion snapshots.
 
 Image i comes from seed i whatever the batch size: z is drawn from one RNG per seed (the NVlabs
 `np.random.RandomState(seed)` way) and so is the per-layer noise when noise_mode is "random".
@@ -6,6 +6,9 @@ Pixels can still differ by one grey level between batch sizes, because batched f
 (matmul, grouped convolution) round differently from single-image ones.
 Every image is written atomically and recorded in `POOL/manifest.csv` with its hash and the
 settings that made it, so a re-run regenerates only what is missing, altered or made differently.
+Diffusion snapshots (`augstudy train-diffusion`) make the same pool format through
+`augstudy.diffusion.sample` (image i from seed i there too); their sampler and step count take the
+place of truncation and noise mode. `POOL/sampling.json` records the images/s of each class's last run.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from augstudy.options import (
     write_options,
 )
 from augstudy.outputs import OutputError, OutputPath, check_output
-from stylegan2ada.io import atomic_open, atomic_write_bytes, sha256_bytes, sha256_file
+from stylegan2ada.io import atomic_open, atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
 
 MANIFEST_FIELDS = (
     "file",
@@ -47,7 +50,10 @@ MANIFEST_FIELDS = (
     "noise_mode",
     "size",
     "sha256",
+    "sampler",
 )
+# Columns a manifest written before diffusion pools existed lacks; read as empty (a GAN image).
+_OPTIONAL_FIELDS = ("sampler",)
 NOISE_MODES = ("const", "random", "none")
 MANIFEST_EVERY_S = 30.0
 PREVIEW_TILE = 128
@@ -74,6 +80,9 @@ class GenerateOptions:
             one class name per snapshot, overriding the name stored in the snapshot.
         device: "auto" (CUDA when available), "cpu" or "cuda".
         preview_per_class: images per class in `preview.png`.
+        sampler: diffusion snapshots only: "ddim" (deterministic, few steps; the default) or "ddpm"
+            (every training step).
+        steps: diffusion snapshots only: sampler steps (default: 50 for DDIM, all training steps for DDPM).
     """
 
     networks: tuple[Path, ...]
@@ -87,6 +96,8 @@ class GenerateOptions:
     classes: tuple[str, ...] = ()
     device: str = "auto"
     preview_per_class: int = ranged(8, low=1, high=64, integer=True)
+    sampler: str | None = None
+    steps: int | None = ranged(None, low=1, integer=True)
 
     def __post_init__(self) -> None:
         check_ranges(self)
@@ -327,13 +338,14 @@ def read_manifest(path: Path) -> dict[str, dict[str, str]]:
         return {}
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
-        missing = [field for field in MANIFEST_FIELDS if field not in (reader.fieldnames or ())]
+        missing = [field for field in MANIFEST_FIELDS
+                   if field not in (reader.fieldnames or ()) and field not in _OPTIONAL_FIELDS]
         if missing:
             raise click.ClickException(
                 f"{path}: not a pool manifest (missing columns {', '.join(missing)}); "
                 f"move it away or choose another --out."
             )
-        return {row["file"]: row for row in reader}
+        return {row["file"]: {**dict.fromkeys(_OPTIONAL_FIELDS, ""), **row} for row in reader}
 
 
 def write_manifest(path: Path, rows: dict[str, dict[str, str]]) -> None:
@@ -341,7 +353,7 @@ def write_manifest(path: Path, rows: dict[str, dict[str, str]]) -> None:
         writer = csv.DictWriter(handle, fieldnames=MANIFEST_FIELDS, lineterminator="\n")
         writer.writeheader()
         for file in sorted(rows):
-            writer.writerow({field: rows[file][field] for field in MANIFEST_FIELDS})
+            writer.writerow({field: rows[file].get(field, "") for field in MANIFEST_FIELDS})
 
 
 def _batches(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
@@ -413,16 +425,110 @@ def image_file(class_name: str, seed: int) -> str:
     return f"{class_name}/seed{seed:05d}.png"
 
 
+DIFFUSION = "diffusion"
+TIMING_FILE = "sampling.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+    """A snapshot to generate from: its kind ("gan" or "diffusion"), metadata and number of classes."""
+
+    path: Path
+    kind: str
+    meta: dict[str, Any]
+    c_dim: int
+
+    @property
+    def resolution(self) -> int:
+        """The side in px of the images it makes."""
+        if self.kind == DIFFUSION:
+            return int(self.meta["resolution"])
+        return int(self.meta["G_init_kwargs"].get("img_resolution", 256))
+
+    def load(self, device: Any) -> Any:
+        """G_ema for a GAN; (UNet, scheduler_kwargs) for a diffusion snapshot."""
+        if self.kind == DIFFUSION:
+            from augstudy.diffusion.snapshot import load_denoiser
+
+            return load_denoiser(self.path, device=device)
+        from stylegan2ada.snapshot import load_generator
+
+        return load_generator(self.path, device=device)
+
+
+def _read_network(path: Path) -> Network:
+    """The snapshot's kind and metadata; SnapshotError for a file that is neither kind."""
+    from augstudy.diffusion.snapshot import is_diffusion_snapshot
+    from augstudy.diffusion.snapshot import snapshot_meta as diffusion_meta
+    from stylegan2ada.snapshot import snapshot_meta
+
+    if is_diffusion_snapshot(path):
+        meta = diffusion_meta(path)
+        classes = (meta.get("extra_meta") or {}).get("class_names") or []
+        return Network(path, DIFFUSION, meta, len(classes) if meta["unet_kwargs"].get("num_class_embeds") else 0)
+    meta = snapshot_meta(path)
+    return Network(path, "gan", meta, int(meta["G_init_kwargs"]["c_dim"]))
+
+
+def _check_kind_options(options: GenerateOptions, networks: dict[Path, Network]) -> tuple[str, int] | None:
+    """Refuse options that do not apply to the snapshots' kind; the diffusion (sampler, steps) to use."""
+    from augstudy.diffusion.sample import default_steps, sampler_problem
+
+    kinds = {network.kind for network in networks.values()}
+    if len(kinds) > 1:
+        raise click.UsageError("--network: GAN and diffusion snapshots are mixed; a pool comes from one kind of "
+                               "generator (run generate once per kind, into separate --out folders).")
+    if DIFFUSION not in kinds:
+        if options.sampler is not None or options.steps is not None:
+            raise click.UsageError("--sampler/--steps apply to diffusion snapshots; these are StyleGAN2-ADA "
+                                   "networks (use --trunc and --noise-mode).")
+        return None
+    if options.truncation != 1.0 or options.noise_mode != "const":
+        raise click.UsageError("--trunc/--noise-mode apply to StyleGAN2-ADA networks; for diffusion snapshots "
+                               "choose --sampler ddim|ddpm and --steps N.")
+    sampler, chosen = options.sampler or "ddim", set()
+    for network in networks.values():
+        timesteps = int(network.meta["scheduler_kwargs"]["num_train_timesteps"])
+        steps = options.steps if options.steps is not None else default_steps(sampler, timesteps)
+        problem = sampler_problem(sampler, steps, timesteps)
+        if problem:
+            raise click.UsageError(f"{network.path}: {problem}.")
+        chosen.add(steps)
+    if len(chosen) > 1:
+        raise click.UsageError(f"--steps: these snapshots default to different step counts {sorted(chosen)}; "
+                               f"give --steps N for all of them.")
+    return sampler, chosen.pop()
+
+
+def _diffusion_images(loaded: Any, meta: dict[str, Any], seeds: Sequence[int], class_index: int | None,
+                      sampler: tuple[str, int], device: Any) -> np.ndarray:
+    from augstudy.diffusion.sample import sample_images
+
+    model, scheduler_kwargs = loaded
+    shape = (int(meta["channels"]), int(meta["resolution"]), int(meta["resolution"]))
+    return sample_images(model, scheduler_kwargs, seeds, shape, class_index=class_index, sampler=sampler[0],
+                         steps=sampler[1], device=device)
+
+
+def _read_timing(pool: Path) -> dict[str, Any]:
+    """Sampling speed per class from earlier runs (kept for classes this run does not regenerate)."""
+    try:
+        timing = json.loads((pool / TIMING_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return timing if isinstance(timing, dict) else {}
+
+
 def generate_pool(options: GenerateOptions) -> dict[str, int]:
     """Write the pool; returns {"generated": n, "skipped": m}.
 
     An image is skipped when the manifest records it with the same class, seed, snapshot hash,
-    truncation, noise mode and size and its file still has the recorded hash, or when its file
+    truncation, noise mode (diffusion: sampler and steps) and size and its file still has the recorded hash, or when its file
     carries the completion marker of exactly these settings (a killed run's finished images that
     the manifest, rewritten every MANIFEST_EVERY_S seconds, had not recorded yet). So a killed run
     redoes at most the images that were in flight; its stale temp files are deleted first.
     """
-    from stylegan2ada.snapshot import SnapshotError, snapshot_meta
+    from stylegan2ada.snapshot import SnapshotError
 
     _check(options)
     seeds = options.resolved_seeds()
@@ -433,26 +539,28 @@ def generate_pool(options: GenerateOptions) -> dict[str, int]:
         raise click.UsageError(str(error)) from error
     device = _device(options.device)
     try:
-        metas = [snapshot_meta(snapshot) for snapshot in options.networks]
+        given = [_read_network(Path(snapshot)) for snapshot in options.networks]
     except SnapshotError as error:  # names the file and why it is not a snapshot
         raise click.ClickException(str(error)) from error
-    jobs = plan_classes(options, metas, [int(meta["G_init_kwargs"]["c_dim"]) for meta in metas])
+    networks = {network.path: network for network in given}
+    sampler = _check_kind_options(options, networks)
+    jobs = plan_classes(options, [network.meta for network in given], [network.c_dim for network in given])
 
     pool = Path(options.out)
-    side = options.size or max(int(meta["G_init_kwargs"].get("img_resolution", 256)) for meta in metas)
+    side = options.size or max(network.resolution for network in given)
     present = sum(len(list((pool / job.class_name).glob("seed*.png"))) for job in jobs)
     needed = max(0, len(seeds) * len(jobs) - present) * side**2 * 3 // 2  # PNGs: about half of raw RGB
     try:
         with writing(pool, "generate", needed=needed):
-            return _write_pool(options, pool, jobs, seeds, device)
+            return _write_pool(options, pool, jobs, seeds, device, networks, sampler)
     except OutputError as error:  # another writer, or a full disk
         raise click.ClickException(str(error)) from error
 
 
 def _write_pool(options: GenerateOptions, pool: Path, jobs: list[ClassJob], seeds: tuple[int, ...],
-                device: Any) -> dict[str, int]:
+                device: Any, networks: dict[Path, Network], sampler: tuple[str, int] | None) -> dict[str, int]:
     """generate_pool's work, under the writer lock of the pool."""
-    from stylegan2ada.snapshot import SnapshotError, load_generator
+    from stylegan2ada.snapshot import SnapshotError
 
     remove_stale_temporaries(pool, [job.class_name for job in jobs])
     write_options(pool / "generate_options.json", options)
@@ -466,8 +574,10 @@ def _write_pool(options: GenerateOptions, pool: Path, jobs: list[ClassJob], seed
     last_manifest = time.monotonic()
     snapshot_hashes = {Path(snapshot): sha256_file(snapshot) for snapshot in options.networks}
     loaded: tuple[Path, Any] | None = None  # one generator in memory at a time
+    timing = _read_timing(pool)
     for job in jobs:
         snapshot = Path(job.snapshot)
+        network = networks[snapshot]
         settings = {
             "class": job.class_name,
             "snapshot": str(snapshot.resolve()),
@@ -476,6 +586,8 @@ def _write_pool(options: GenerateOptions, pool: Path, jobs: list[ClassJob], seed
             "noise_mode": options.noise_mode,
             "size": "" if options.size is None else str(options.size),
         }
+        if network.kind == DIFFUSION:  # the sampler takes the place of the GAN's truncation and noise
+            settings.update(truncation="", noise_mode="", sampler=f"{sampler[0]}:{sampler[1]}")
         identity = {key: value for key, value in settings.items() if key != "snapshot"}  # path may move
         todo = []
         for seed in seeds:
@@ -492,22 +604,28 @@ def _write_pool(options: GenerateOptions, pool: Path, jobs: list[ClassJob], seed
             continue
         if loaded is None or loaded[0] != snapshot:
             try:
-                loaded = (snapshot, load_generator(snapshot, device=device))
+                loaded = (snapshot, network.load(device))
             except SnapshotError as error:  # its meta read, but its networks are damaged
                 raise click.ClickException(str(error)) from error
         click.echo(
             f"[{job.class_name}] generating {len(todo)} images from {snapshot} "
             f"({len(seeds) - len(todo)} already present)."
         )
+        sampling_s = 0.0
         for batch_seeds in _batches(todo, options.batch):
-            images = synthesize(
-                loaded[1],
-                batch_seeds,
-                class_index=job.class_index,
-                truncation=options.truncation,
-                noise_mode=options.noise_mode,
-                device=device,
-            )
+            start = time.perf_counter()
+            if network.kind == DIFFUSION:
+                images = _diffusion_images(loaded[1], network.meta, batch_seeds, job.class_index, sampler, device)
+            else:
+                images = synthesize(
+                    loaded[1],
+                    batch_seeds,
+                    class_index=job.class_index,
+                    truncation=options.truncation,
+                    noise_mode=options.noise_mode,
+                    device=device,
+                )
+            sampling_s += time.perf_counter() - start
             for seed, image in zip(batch_seeds, images):
                 file = image_file(job.class_name, seed)
                 data = encode_png(image, options.size, image_marker(identity, seed))
@@ -517,6 +635,12 @@ def _write_pool(options: GenerateOptions, pool: Path, jobs: list[ClassJob], seed
             if time.monotonic() - last_manifest > MANIFEST_EVERY_S:
                 write_manifest(manifest_path, rows)
                 last_manifest = time.monotonic()
+        timing[job.class_name] = {
+            "generator": network.kind, "snapshot": str(snapshot.resolve()), "images": len(todo),
+            "seconds": sampling_s, "images_per_s": len(todo) / max(sampling_s, 1e-9), "batch": options.batch,
+            "device": str(device), "sampler": settings.get("sampler", ""),
+        }
+        atomic_write_json(pool / TIMING_FILE, timing)
     write_manifest(manifest_path, rows)
     if rows:
         write_preview(pool, rows, options.preview_per_class)
@@ -535,8 +659,8 @@ def _seeds_option(ctx: click.Context, param: click.Parameter, value: str | None)
     multiple=True,
     required=True,
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="Snapshot (.pt) or official NVlabs .pkl (read without running its code); repeat for one "
-    "unconditional network per class.",
+    help="Snapshot (.pt: StyleGAN2-ADA or diffusion) or official NVlabs .pkl (read without running its code); "
+    "repeat for one unconditional network per class.",
 )
 @click.option("--out", type=OutputPath(), required=True, help="Pool folder.")
 @click.option("--per-class", type=RangedNumber(GenerateOptions, "per_class"),
@@ -576,6 +700,11 @@ def _seeds_option(ctx: click.Context, param: click.Parameter, value: str | None)
     show_default=True,
     help="Images per class in preview.png.",
 )
+@click.option("--sampler", type=click.Choice(["ddim", "ddpm"]),
+              help="Diffusion snapshots: ddim (deterministic, few steps) or ddpm (every training step) "
+                   "[default: ddim].")
+@click.option("--steps", type=RangedNumber(GenerateOptions, "steps"),
+              help="Diffusion snapshots: sampler steps [default: 50 for ddim, all training steps for ddpm].")
 def generate_command(**kwargs: Any) -> None:
     """Generate a synthetic pool POOL/<class>/seedNNNNN.png (+ manifest.csv, preview.png) from snapshots."""
     try:

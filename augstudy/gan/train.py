@@ -358,6 +358,7 @@ def _metrics_hook(
 
 
 def readable_duration(seconds: float) -> str:
+    """A duration in the unit a reader plans with: "42 seconds", "3.5 minutes" or "1.2 hours"."""
     if seconds >= 3600:
         return f"{seconds / 3600:.1f} hours"
     return f"{seconds / 60:.1f} minutes" if seconds >= 60 else f"{seconds:.0f} seconds"

@@ -45,6 +45,7 @@ def place(templates: dict[str, Path], kind: str, where: Path) -> Path:
 VERBS = {
     "prepare": ("phantom", "prepare {input} --out {out}"),
     "train-gan": ("prepared", "train-gan --data {input} --out {out}"),
+    "train-diffusion": ("prepared", "train-diffusion --data {input} --out {out}"),
     "gan-metrics": ("prepared", "gan-metrics --real {input} --fake {pool} --out {out}/metrics.json"),
     "sweep": ("prepared", "sweep --data {input} --out {out} --ratios 0"),
     "sweep-pool": ("pool", "sweep --data {prepared} --pool {input} --out {out}"),
