@@ -88,10 +88,13 @@ def _weighted_auc(is_positive: np.ndarray, score: np.ndarray, weights: np.ndarra
     return _ratio(np.einsum("bp,pn,bn->b", w_pos, wins, w_neg), w_pos.sum(1) * w_neg.sum(1))
 
 
-def weighted_metrics(y_true: np.ndarray, proba: np.ndarray, positive: int, weights: np.ndarray) -> dict[str, np.ndarray]:
-    """Every metric of `METRICS` for each row of multiplicity `weights` (B, n): the metric of the
-    test set in which image i appears weights[b, i] times. Agrees with `classification_metrics`
-    on the repeated images (tested); vectorised because a sweep needs ~10^5 of them."""
+def weighted_metrics(
+    y_true: np.ndarray, proba: np.ndarray, positive: int, weights: np.ndarray, names: Sequence[str] = METRICS,
+) -> dict[str, np.ndarray]:
+    """The metrics `names` (default: all of `METRICS`) for each row of multiplicity `weights` (B, n):
+    the metric of the test set in which image i appears weights[b, i] times. Agrees with
+    `classification_metrics` on the repeated images (tested); vectorised because a sweep needs ~10^5
+    of them, and ROC AUC (the costly one) is computed only when asked for."""
     y_true = np.asarray(y_true, dtype=np.int64)
     n_classes = proba.shape[1]
     y_pred = proba.argmax(axis=1)
@@ -113,17 +116,19 @@ def weighted_metrics(y_true: np.ndarray, proba: np.ndarray, positive: int, weigh
         "test_loss": _ratio(weights @ log_loss, total),
     }
     if n_classes == 2:
-        result |= {"sensitivity": recall[positive], "specificity": specificity[positive], "f1": f1[positive],
-                   "roc_auc": _weighted_auc(y_true == positive, proba[:, positive], weights)}
+        result |= {"sensitivity": recall[positive], "specificity": specificity[positive], "f1": f1[positive]}
+        if "roc_auc" in names:
+            result["roc_auc"] = _weighted_auc(y_true == positive, proba[:, positive], weights)
     else:
         result |= {
             "sensitivity": result["balanced_accuracy"],
             "specificity": np.nanmean(np.stack(specificity, axis=1), axis=1),
             "f1": np.mean(np.stack(f1, axis=1), axis=1),
-            "roc_auc": np.nanmean(np.stack([_weighted_auc(y_true == k, proba[:, k], weights)
-                                            for k in range(n_classes)], axis=1), axis=1),
         }
-    return {name: result[name] for name in METRICS}
+        if "roc_auc" in names:
+            result["roc_auc"] = np.nanmean(np.stack([_weighted_auc(y_true == k, proba[:, k], weights)
+                                                     for k in range(n_classes)], axis=1), axis=1)
+    return {name: result[name] for name in names}
 
 
 def replicate_values(per_seed: np.ndarray, draws: BootstrapDraws) -> np.ndarray:
