@@ -13,6 +13,7 @@ warnings and the figures in reading order (paths relative to the results folder)
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from augstudy.classify.stats import draw_bootstrap, holm, per_seed_replicates, r
 from stylegan2ada.io import atomic_write_json, atomic_write_text
 
 RESULT_COLUMNS = (
-    "arm", "ratio", "real_fraction", "seed", "cell", *METRICS, "epochs_trained", "best_epoch", "monitor",
+    "arm", "ratio", "real_fraction", "seed", "cell", *METRICS, "epochs_trained", "best_epoch", "steps_kept", "monitor",
     "n_real", "n_added", "degenerate", "degenerate_reason", "train_accuracy", "n_test", "positive_class",
     "backbone", "weights", "head", "split",
 )
@@ -44,13 +45,13 @@ REFERENCE_LABEL = "real only (0 %)"
 TableRow = tuple[str, float, float, str, dict[str, Any]]
 
 
-def results_table(rows: Sequence[TableRow]) -> pd.DataFrame:
+def results_table(rows: Sequence[TableRow], batch_size: int | None = None) -> pd.DataFrame:
     """One row per (arm, level, seed); a cell shared by arms (the 0 % one) appears once per arm."""
     records = []
     for arm, ratio, fraction, name, cell in rows:
         extra = {key: value for key, value in cell["metrics"].items() if key.startswith("sensitivity_")}
         records.append({**cell, **cell["metrics"], **extra, "arm": arm, "ratio": ratio, "real_fraction": fraction,
-                        "cell": name})
+                        "cell": name, "steps_kept": kept_steps(cell, batch_size)})
     columns = list(RESULT_COLUMNS) + sorted({key for record in records for key in record
                                              if key.startswith("sensitivity_")})
     table = pd.DataFrame(records)
@@ -252,6 +253,72 @@ def real_equivalents(summary: pd.DataFrame, replicated: dict | None, primary: st
     return equivalents
 
 
+# Arms whose classifiers keep more than this many times the optimizer steps of another's are flagged.
+BUDGET_RATIO = 2.0
+
+
+def kept_steps(cell: dict[str, Any], batch_size: int | None) -> float:
+    """Optimizer steps up to the kept epoch: the cell's `steps_kept`, else (older cells) best epoch x
+    batches per epoch from its training inputs and the batch size."""
+    if cell.get("steps_kept") is not None:
+        return float(cell["steps_kept"])
+    if batch_size and cell.get("best_epoch") is not None and cell.get("n_train_inputs"):
+        return float(cell["best_epoch"] * -(-int(cell["n_train_inputs"]) // int(batch_size)))
+    return float("nan")
+
+
+def training_budgets(rows: Sequence[TableRow], batch_size: int | None) -> tuple[dict[str, float], str]:
+    """Median kept steps per arm and level, and a warning when they differ by more than BUDGET_RATIO:
+    an arm that trains longer can win by training length rather than by its images."""
+    per_level: dict[str, list[float]] = {}
+    for arm, ratio, fraction, _, cell in rows:
+        label = REFERENCE_LABEL if cell.get("group") == "baseline" else level_label(arm, ratio, fraction)
+        per_level.setdefault(label, []).append(kept_steps(cell, batch_size))
+    medians = {label: float(np.nanmedian(steps)) for label, steps in per_level.items()
+               if not np.isnan(steps).all()}
+    if len(medians) < 2 or min(medians.values()) <= 0:
+        return medians, ""
+    low, high = min(medians, key=medians.get), max(medians, key=medians.get)  # type: ignore[arg-type]
+    if medians[high] <= BUDGET_RATIO * medians[low]:
+        return medians, ""
+    return medians, (f"unequal training budgets: the classifiers of {high} keep a median of {medians[high]:.0f} "
+                     f"optimizer steps, those of {low} {medians[low]:.0f} (more than {BUDGET_RATIO:g}x); a "
+                     "difference between them may come from training length (a --schedule fixed sweep "
+                     "tests that)")
+
+
+def _audit_caveats(audit: dict[str, Any] | None, weights: str) -> list[str]:
+    """What the shortcut audit and the backbone mean for the accuracies, as the answer's first words."""
+    caveats = []
+    if "random" in weights.lower():
+        caveats.append("This data cannot tell whether synthetic images help a classifier see the pathology: the "
+                       "backbone is random-init (no learned features), so these accuracies test the pipeline.")
+    if not audit:
+        return caveats
+    by_name = {item["name"]: item for item in audit.get("groups", [])}
+    shortcuts = [by_name[name] for name in audit.get("shortcuts", []) if name in by_name]
+    partial = audit.get("partial_shortcuts", [])
+    if shortcuts or partial:
+        named = [f"{item['title'].lower()} (AUC {item['auc']:.2f})" for item in shortcuts]
+        named += [cue["sentence"].split(":")[0].lower() for cue in partial]
+        caveats.append("This data cannot tell whether a gain is about pathology: the shortcut audit finds cues "
+                       f"that predict the label without it ({'; '.join(named)}), and a classifier may learn "
+                       "those instead.")
+    content = [item for item in audit.get("groups", []) if item.get("kind") == "content" and item.get("auc", 0) >= 0.95]
+    if content:
+        caveats.append(f"Features of a random-init backbone separate the classes almost perfectly (AUC "
+                       f"{content[0]['auc']:.3f}): the classes differ in ways that need no learned knowledge, so "
+                       "near-perfect accuracies here say little about the pathology.")
+    return caveats
+
+
+def read_audit(path: Path | None) -> dict[str, Any] | None:
+    """The audit report at `path` (None when absent or not given: the answer then says nothing of it)."""
+    if path is None or not Path(path).is_file():
+        return None
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
 def _fmt(value: float) -> str:
     return f"{value:+.3f}" if np.isfinite(value) else "n/a"
 
@@ -371,7 +438,10 @@ def write_report(
     baseline: Sequence[dict[str, Any]],
 ) -> tuple[dict[str, Path], dict[str, Any]]:
     """results.csv, summary.csv, answer.json and every figure under `out`."""
-    results = results_table(rows)
+    batch_size = getattr(options, "batch_size", None)
+    results = results_table(rows, batch_size)
+    budgets, budget_warning = training_budgets(rows, batch_size)
+    warnings = [*warnings, *([budget_warning] if budget_warning else [])]
     written = {"results": out / "results.csv", "summary": out / "summary.csv", "answer": out / "answer.json",
                "figures": out / "figures"}
     atomic_write_text(written["results"], results.to_csv(index=False))
@@ -386,7 +456,10 @@ def write_report(
     replicated = (bootstrap_replicates(rows, primary, options.bootstrap, options.bootstrap_seed)
                   if design == "split" and "real" in set(results["arm"]) else None)
     equivalents = real_equivalents(summary, replicated, primary)
-    sentence = answer_sentence(summary, primary, positive, equivalents, design)
+    audit = read_audit(getattr(options, "audit", None))
+    weights = str(results["weights"].iloc[0])
+    caveats = _audit_caveats(audit, weights)
+    sentence = answer_sentence(summary, primary, positive, equivalents, design, caveats)
     figures = written["figures"]
     caption_tail = f"Positive class: {positive}. {title}."
     listed: list[dict[str, str]] = []
@@ -426,7 +499,13 @@ def write_report(
         "figures": listed, "interval": str(summary["interval"].iloc[0]), "design": design,
         "equivalent_interval": "paired bootstrap over test images and seeds (split design only)",
         "bootstrap_replicates": options.bootstrap,
-        "arms": list(options.arms), "title": title, "weights": str(results["weights"].iloc[0]),
+        "arms": list(options.arms), "title": title, "weights": weights,
+        "random_init_backbone": "random" in weights.lower(), "caveats": caveats,
+        "audit": None if audit is None else {
+            "verdict": audit.get("verdict"), "shortcuts": audit.get("shortcuts", []),
+            "partial_shortcuts": [cue.get("sentence") for cue in audit.get("partial_shortcuts", [])],
+            "flags": audit.get("flags", [])},
+        "median_kept_steps": budgets,
         "real_equivalents": [{key: (value if not isinstance(value, float) or np.isfinite(value) else str(value))
                               for key, value in item.items()} for item in equivalents],
     }

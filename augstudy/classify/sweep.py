@@ -144,6 +144,7 @@ class SweepOptions:
     feature_batch_size: int = ranged(32, low=1, integer=True)
     primary: str = "balanced_accuracy"
     primary_ratio: float | None = None  # the one pre-declared confirmatory GAN ratio; None: Holm over all
+    audit: Path | None = None  # audit.json whose verdict the answer states first (when the file exists)
     bootstrap: int = ranged(2000, low=MIN_BOOTSTRAP, integer=True)
     bootstrap_seed: int = ranged(0, low=0, integer=True)
     positive_class: str | None = None  # default: see metrics.positive_class
@@ -637,6 +638,8 @@ def run_sweep(options: SweepOptions) -> SweepOutcome:
               default=32, show_default=True, help="Images per backbone pass.")
 @click.option("--primary", type=click.Choice(list(METRICS)), default="balanced_accuracy", show_default=True,
               help="The primary metric: its confirmatory tests are Holm-corrected; the others are secondary, uncorrected.")
+@click.option("--audit", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="audit.json of `augstudy audit`: the answer starts with what its flags mean for the accuracy.")
 @click.option("--primary-ratio", type=float,
               help="Pre-declare one GAN ratio (%) as the single confirmatory test against 0 %  "
                    "[default: every ratio and GAN - classic contrast, Holm-corrected together]")

@@ -138,6 +138,9 @@ def test_answer_json_states_the_answer_and_lists_embeddable_figures(sweep) -> No
     assert answer["primary_metric"] == "balanced_accuracy" and answer["positive_class"] == "tumour"
     assert answer["arms"] == ARMS.split(",") and answer["weights"] == "random-init backbone"
     sentence = answer["sentence"]
+    # a random-init backbone is what the answer says first, and answer.json records it
+    assert answer["random_init_backbone"] is True and sentence.startswith("This data cannot tell")
+    assert answer["audit"] is None and answer["design"] == "split"
     assert "balanced accuracy" in sentence and "0 %" in sentence and "Holm" in sentence
     assert "Real-image equivalents" in sentence and "synthetic images only" in sentence
     assert "with 50 % of each class's real train images (3 instead of 5 per class on average)" in sentence

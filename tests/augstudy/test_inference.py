@@ -185,3 +185,37 @@ def test_minimum_detectable_effect_is_the_t_power_formula() -> None:
     expected = (stats.t.ppf(1 - alpha / 2, row["df"]) + stats.t.ppf(0.8, row["df"])) * row["se_difference"]
     assert row["mde_80"] == pytest.approx(expected)
     assert isinstance(summary, pd.DataFrame)
+
+
+def test_unequal_training_budgets_are_flagged_from_kept_steps() -> None:
+    """The committed sweep: baseline heads kept epoch 1-2 (~10 Adam steps), augmented ones 27-106."""
+    from augstudy.classify.report import kept_steps, training_budgets
+
+    rows, _ = _rows()
+    for _, ratio, _, _, cell in rows:
+        cell.update({"best_epoch": 1 if ratio == 0 else 4, "n_train_inputs": 80 + ratio})
+    medians, warning = training_budgets(rows, batch_size=20)
+    assert medians["real only (0 %)"] == 4 and medians["gan +100 %"] == 4 * 9
+    assert warning.startswith("unequal training budgets") and "gan +100 %" in warning
+    assert kept_steps({"steps_kept": 7, "best_epoch": 100}, 20) == 7  # the recorded count wins
+    for _, _, _, _, cell in rows:
+        cell["best_epoch"] = 3
+    assert training_budgets(rows, batch_size=200)[1] == ""
+
+
+def test_the_answer_starts_with_what_the_audit_and_a_random_init_backbone_mean() -> None:
+    from augstudy.classify.report import _audit_caveats
+
+    audit = {"groups": [
+        {"name": "size", "title": "Original image size", "kind": "metadata", "auc": 0.88, "flagged": True},
+        {"name": "features", "title": "Backbone features", "kind": "content", "auc": 0.995, "flagged": True}],
+        "shortcuts": ["size"], "partial_shortcuts": [
+            {"sentence": "All 32 images with has_colour are normal: a classifier can label them from that alone."}]}
+    caveats = _audit_caveats(audit, "random-init backbone")
+    assert len(caveats) == 3 and all(text.startswith(("This data cannot tell", "Features of a random-init"))
+                                     for text in caveats)
+    assert "original image size (AUC 0.88)" in caveats[1] and "has_colour" in caveats[1]
+    rows, baseline = _rows()
+    sentence = answer_sentence(_summary(rows, baseline), "balanced_accuracy", "tumour", [], caveats=caveats)
+    assert sentence.startswith("This data cannot tell whether synthetic images help")
+    assert _audit_caveats(None, "ImageNet") == []
