@@ -228,28 +228,30 @@ def bootstrap_replicates(
 
 
 def real_equivalents(summary: pd.DataFrame, replicated: dict | None, primary: str) -> list[dict[str, Any]]:
-    """Per GAN ratio above 0: its real-image equivalent on the real arm's learning curve; its
-    interval from the bootstrap `replicated` (split design), NaN without them."""
+    """Per GAN ratio above 0: the real images per class it takes to gain what it gains over 0 %, on
+    the real arm's learning curve; the interval from the bootstrap `replicated` (split design), NaN
+    without them."""
     curve = summary[(summary["arm"] == "real") & (summary["metric"] == primary)].sort_values("real_fraction")
     gan = summary[(summary["arm"] == "gan") & (summary["metric"] == primary) & (summary["ratio"] > 0)]
     if len(curve) < 2 or gan.empty:  # one point (--real-fractions 100) is no curve to read
         return []
     counts = curve["n_real_per_class"].to_numpy(float)
-    full = float(counts.max())
+    curve_span = equivalence.span(counts)
     curve_reps = (None if replicated is None else
                   np.stack([replicated[("real", 0, fraction)][primary] for fraction in curve["real_fraction"]]))
     sign = -1.0 if primary == "test_loss" else 1.0  # the curve is read as "higher is better"
     equivalents = []
     flat = equivalence.is_flat(counts, sign * curve["mean"].to_numpy(float))
     for row in gan.sort_values("ratio").itertuples():
-        value = equivalence.real_equivalent(counts, sign * curve["mean"].to_numpy(float), sign * row.mean, full)
+        value = equivalence.real_equivalent(counts, sign * curve["mean"].to_numpy(float), sign * row.mean_difference)
         low, high = (float("nan"), float("nan")) if curve_reps is None or replicated is None else \
             equivalence.equivalent_interval(counts, sign * curve_reps,
-                                            sign * replicated[("gan", row.ratio, 100)][primary], full)
-        equivalents.append({"ratio": row.ratio, "metric": primary, "value": row.mean, "equivalent": value,
-                            "ci_low": low, "ci_high": high,
-                            "words": equivalence.FLAT if flat else equivalence.describe(value),
-                            "interval_words": f"{equivalence.describe(low)} to {equivalence.describe(high)}"})
+                                            sign * (replicated[("gan", row.ratio, 100)][primary] - curve_reps[-1]))
+        equivalents.append({"ratio": row.ratio, "metric": primary, "value": row.mean, "gain": row.mean_difference,
+                            "equivalent": value, "ci_low": low, "ci_high": high,
+                            "words": equivalence.FLAT if flat else equivalence.describe(value, curve_span),
+                            "interval_words": f"{equivalence.describe(low, curve_span)} to "
+                                              f"{equivalence.describe(high, curve_span)}"})
     return equivalents
 
 
@@ -429,7 +431,8 @@ def answer_sentence(summary: pd.DataFrame, primary: str, positive: str, equivale
     elif equivalents:
         listed = "; ".join(f"{item['ratio']:g} % GAN: {item['words']} (interval {item['interval_words']})"
                            for item in equivalents)
-        parts.append(f"Real-image equivalents on the learning curve: {listed}.")
+        parts.append(f"Real-image equivalents (the real images per class whose addition at the top of the fitted "
+                     f"learning curve gains what each GAN ratio gains over 0 %): {listed}.")
     return " ".join(parts)
 
 
