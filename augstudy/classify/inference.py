@@ -309,12 +309,14 @@ def estimate(
 
 
 def _discordance_floor(metric: str, cells: Sequence[Mapping[str, Any]], positive: int) -> float:
-    """The variance of a proportion difference with half a discordant image each way per class: two
-    classifiers that agree on every test image have not shown that they always would (the paired
-    analogue of the Wilson floor; without it a perfect pair reports p = 0 and a zero MDE)."""
+    """The variance of a proportion difference with half a discordant image each way per class in
+    one of the paired cells: cells that agree on every test image have not shown that they always
+    would (the paired analogue of the Wilson floor; without it a perfect pair reports p = 0 and a
+    zero MDE). It is the smallest difference the cells can resolve, so it binds only then."""
     if metric not in PROPORTIONS:
         return 0.0
     repeats = len({cell_key(cell)[0] for cell in cells})
+    units = len(cells) / repeats
     seen: dict[tuple[int, int], list[int]] = {}
     for cell in cells:
         repeat, fold, _, _ = cell_key(cell)
@@ -322,11 +324,11 @@ def _discordance_floor(metric: str, cells: Sequence[Mapping[str, Any]], positive
     labels = np.concatenate(list(seen.values()))
     sizes = {int(label): int(np.sum(labels == label)) / repeats for label in np.unique(labels)}
     if metric == "accuracy":
-        return 1.0 / sum(sizes.values()) ** 2
+        return 1.0 / sum(sizes.values()) ** 2 / units
     if metric == "balanced_accuracy" or len(sizes) > 2:
-        return float(sum(1.0 / n**2 for n in sizes.values()) / len(sizes) ** 2)
+        return float(sum(1.0 / n**2 for n in sizes.values()) / len(sizes) ** 2) / units
     wanted = positive if metric == "sensitivity" else 1 - positive
-    return 1.0 / sizes[wanted] ** 2 if wanted in sizes else 0.0
+    return 1.0 / sizes[wanted] ** 2 / units if wanted in sizes else 0.0
 
 
 def _test_train_ratio(cells: Sequence[Mapping[str, Any]]) -> float:
