@@ -205,16 +205,35 @@ def _data_section(doc: Document, study: Study) -> None:
                        f"{_rel(study, study.pool / 'generate_options.json')})"))
 
 
+def _distinct(files: list[Path], manifest: Path) -> list[Path]:
+    """One file per duplicate group of prepare's manifest (the official split keeps copies of a slice)."""
+    if not manifest.is_file():
+        return files
+    with open(manifest, newline="", encoding="utf-8") as handle:
+        group_of = {row["image"]: row.get("dup_group") or row["image"] for row in csv.DictReader(handle)}
+    seen: set[str] = set()
+    kept = []
+    for path in files:
+        name = path.relative_to(manifest.parent).as_posix()
+        group = group_of.get(name, name)
+        if group not in seen:
+            seen.add(group)
+            kept.append(path)
+    return kept
+
+
 def image_grid(real: Path, pool: Path, classes: list[str], out: Path) -> tuple[Path, int] | None:
-    """Real and synthetic images side by side, one row per class, tiles upscaled to >= GRID_TILE px.
+    """Real and synthetic images side by side, one row per class, tiles upscaled to >= GRID_TILE px;
+    real tiles are distinct slices (one per duplicate group when `real` is a prepared folder's split).
 
     Returns the PNG path and the tile side, or None when a class has no real image. Synthetic
     tiles are left out (blank) where the pool lacks the class.
     """
     rows = []
     side = 0
+    manifest = real.parent.parent / "manifest.csv"  # PREPARED/images/<split> -> PREPARED/manifest.csv
     for name in classes:
-        real_files = sorted((real / name).glob("*.png"))[:GRID_PER_CLASS]
+        real_files = _distinct(sorted((real / name).glob("*.png")), manifest)[:GRID_PER_CLASS]
         if not real_files:
             return None
         fake_files = sorted((pool / name).glob("*.png"))[:GRID_PER_CLASS] if (pool / name).is_dir() else []
