@@ -24,7 +24,7 @@ TYPE1_TARGET, COVERAGE_TARGET = 0.07, 0.93
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for calibration.json and calibration.md")
-    parser.add_argument("--simulations", type=int, default=600, help="simulated studies per row and effect")
+    parser.add_argument("--simulations", type=int, default=400, help="simulated studies per row and effect")
     parser.add_argument("--seeds", default="5,20", help="classifier seed counts, comma-separated")
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulations")
     parser.add_argument("--jobs", type=int, default=1, help="rows simulated in parallel processes")

@@ -234,9 +234,8 @@ def _block(group: dict, reference: dict | None, metric: str, values: CellCache) 
             residual -= residual.mean(axis=1, keepdims=True)
             noise += float(np.sum(residual**2)) / ((len(units) - 1) * (n_h - 1)) / (len(units) * n_h)
     image_df = float(len(labels) - len(np.unique(labels)))
-    parts.append((image_variance, image_df))
-    if noise > 0:
-        parts.append((-min(noise, image_variance), (len(drops) - 1.0) * image_df))
+    # one net image term: the coin-flip noise removed from it, with the images' degrees of freedom
+    parts.append((image_variance - min(noise, image_variance), image_df))
     counts = {label: (float(np.mean(found)), int(np.sum(labels == label))) for label, found in correct.items()}
     return _BlockResult(estimate, parts, counts)
 
