@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,8 +56,11 @@ def write_study_report(study: Study) -> Path:
     _answer_section(doc, study, outputs)
     _audit_section(doc, study)
     _figures_section(doc, study, outputs)
-    doc.add(Paragraph(f"Config: `{study.config.path}`. Re-run (resumes, skips finished steps):"),
-            Code(f"augstudy run {study.config.path} --out {out}"))
+    local = study.config.source != "phantom" and not study.config.source.startswith("kaggle:")
+    doc.add(Paragraph(f"Config: `{study.config.path.name}`. Re-run from the config's folder (resumes, skips "
+                      "finished steps):"),
+            Code(f"augstudy run {study.config.path.name} --out {_from_config(study, out)}"
+                 + (f" --source {_from_config(study, Path(study.config.source))}" if local else "")))
     _data_section(doc, study)
     _gan_section(doc, study)
     for split, results in outputs.items():
@@ -66,6 +70,11 @@ def write_study_report(study: Study) -> Path:
     atomic_write_text(report, doc.to_markdown())
     atomic_write_text(out / "report.html", doc.to_html())
     return report
+
+
+def _from_config(study: Study, path: Path) -> str:
+    """A path as seen from the config's folder, so a committed report names no machine's absolute paths."""
+    return Path(os.path.relpath(Path(path).resolve(), study.config.path.resolve().parent)).as_posix()
 
 
 def _rel(study: Study, path: Path) -> str:
@@ -177,7 +186,7 @@ def _data_section(doc: Document, study: Study) -> None:
         return
     classes = report["classes"]
     doc.add(Paragraph(
-        f"Source `{report['source']}`, {report['files']} files, {report['readable']} readable, "
+        f"Source `{_shown_source(study, str(report['source']))}`, {report['files']} files, {report['readable']} readable, "
         f"{len(report['unreadable'])} unreadable (listed in prepared/report.json). Every image was brought to "
         f"{report['resolution']} px square ({report['fit']}), {report['channels']} channel(s), so that image "
         f"size cannot leak the label. Split used by the GAN: `{report['split']}`."))
@@ -220,6 +229,10 @@ def _distinct(files: list[Path], manifest: Path) -> list[Path]:
             seen.add(group)
             kept.append(path)
     return kept
+
+
+def _shown_source(study: Study, source: str) -> str:
+    return _from_config(study, Path(source)) if Path(source).is_absolute() else source
 
 
 def image_grid(real: Path, pool: Path, classes: list[str], out: Path) -> tuple[Path, int] | None:

@@ -163,3 +163,14 @@ def test_the_real_image_grid_shows_one_image_per_duplicate_group(tmp_path: Path)
     path, side = image_grid(prepared / "images" / "train", tmp_path / "pool", ["normal"], tmp_path / "grid.png")
     tiles = np.asarray(Image.open(path))[0, ::side][:4]
     assert list(tiles[:3]) == [40, 160, 200] and tiles[3] == 0  # three distinct slices, then a blank tile
+
+
+def test_the_report_names_paths_relative_to_the_config(tmp_path: Path) -> None:
+    """The committed chest CT report carried this machine's absolute paths (source and re-run command)."""
+    study = _study(tmp_path)
+    source = tmp_path / "data" / "chest-ct"
+    report = json.loads((study.prepared / "report.json").read_text(encoding="utf-8"))
+    (study.prepared / "report.json").write_text(json.dumps({**report, "source": str(source)}), encoding="utf-8")
+    text = write_study_report(study).read_text(encoding="utf-8")
+    assert str(tmp_path) not in text
+    assert "augstudy run study.toml --out out" in text and "Source `data/chest-ct`" in text
