@@ -299,9 +299,12 @@ def _audit_caveats(audit: dict[str, Any] | None, weights: str) -> list[str]:
         return caveats
     by_name = {item["name"]: item for item in audit.get("groups", [])}
     shortcuts = [by_name[name] for name in audit.get("shortcuts", []) if name in by_name]
+    weak = [by_name[name] for name in audit.get("weak_shortcuts", []) if name in by_name]
     partial = audit.get("partial_shortcuts", [])
-    if shortcuts or partial:
+    if shortcuts or weak or partial:
         named = [f"{item['title'].lower()} (AUC {item['auc']:.2f})" for item in shortcuts]
+        named += [f"{item['title'].lower()}, weakly (AUC {item['auc']:.2f}, p = {item['p_value']:.2g})"
+                  for item in weak]
         named += [cue["sentence"].split(":")[0].lower() for cue in partial]
         caveats.append("This data cannot tell whether a gain is about pathology: the shortcut audit finds cues "
                        f"that predict the label without it ({'; '.join(named)}), and a classifier may learn "

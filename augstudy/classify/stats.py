@@ -1,40 +1,22 @@
-"""Intervals and paired comparisons that include test-set sampling: a bootstrap over test images
-(stratified by class) and seeds.
+"""Test-set resampling shared by every cell, and Holm's correction.
 
-Replicate b draws the seeds with replacement and, independently, the test images with
-replacement within each class. The *same* draw is applied to every cell of the sweep, so the
-difference between two ratios (or arms) in replicate b is a paired difference: it compares the two
-classifiers on the same resampled test images and seeds. A metric's replicate value is the mean
-over the drawn seeds of that seed's metric on the drawn test images (computed from multiplicity
-weights, `weighted_metrics`). Intervals are percentile intervals of the replicates, so a metric
-bounded to [0, 1] keeps an interval inside [0, 1]. The p-value of a difference is the two-sided
-bootstrap p-value, 2 x min(share of replicates <= 0, share >= 0), with the +1 correction of
-Davison & Hinkley (1997), so it is never 0: the smallest value B replicates can show is 2/(B+1).
-A seed-only t-interval (test images held fixed) is kept as an extra, labelled column.
+Replicate b draws the seeds with replacement and, independently, the test images with replacement
+within each class; the *same* draw is applied to every cell, so the difference of two groups in
+replicate b is paired. A metric's replicate value is the mean over the drawn seeds of that seed's
+metric on the drawn test images (`weighted_metrics`, from multiplicity weights). The sweep's
+intervals and tests are `augstudy.classify.inference`'s (a percentile bootstrap over 5 seeds is
+anti-conservative); these replicates serve the real-image equivalents' intervals, and
+`weighted_metrics` also gives inference its delete-one-image values.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from augstudy.classify.metrics import EPSILON, METRICS
-
-BOOTSTRAP_METHOD = "paired bootstrap over test images (stratified by class) and seeds"
-
-
-def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """The seed-only t-based confidence interval of the mean; NaN for fewer than 2 values."""
-    values = np.asarray(values, dtype=np.float64)
-    values = values[~np.isnan(values)]
-    if len(values) < 2:
-        return float("nan"), float("nan")
-    half = stats.t.ppf((1 + level) / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
-    return float(values.mean() - half), float(values.mean() + half)
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:
@@ -137,54 +119,6 @@ def replicate_values(per_seed: np.ndarray, draws: BootstrapDraws) -> np.ndarray:
     b = np.arange(per_seed.shape[1])[:, None]
     with np.errstate(invalid="ignore"):
         return np.nanmean(per_seed[draws.seeds, b], axis=1) if per_seed.size else np.full(len(b), np.nan)
-
-
-def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    values = replicates[~np.isnan(replicates)]
-    if not len(values):
-        return float("nan"), float("nan")
-    low, high = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
-    return float(low), float(high)
-
-
-def bootstrap_p_value(differences: np.ndarray) -> float:
-    """Two-sided bootstrap p-value that a paired difference is 0; never 0, at most 1."""
-    values = differences[~np.isnan(differences)]
-    if not len(values):
-        return float("nan")
-    below = (1 + np.sum(values <= 0)) / (len(values) + 1)
-    above = (1 + np.sum(values >= 0)) / (len(values) + 1)
-    return float(min(1.0, 2 * min(below, above)))
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """One group of cells against its reference, on one metric."""
-
-    mean: float
-    ci: tuple[float, float]
-    difference: float
-    difference_ci: tuple[float, float]
-    p_value: float
-
-
-def compare(
-    group: np.ndarray, reference: np.ndarray | None, group_point: np.ndarray, reference_point: np.ndarray | None,
-    draws: BootstrapDraws, level: float = 0.95,
-) -> Comparison:
-    """`group` and `reference`: (n_seeds, B) per-seed replicate values; `*_point`: (n_seeds,) values
-    on the full test set. The reference is None for the reference group itself."""
-    replicates = replicate_values(group, draws)
-    mean = float(np.nanmean(group_point)) if np.any(~np.isnan(group_point)) else float("nan")
-    if reference is None or reference_point is None:
-        return Comparison(mean, percentile_interval(replicates, level), float("nan"), (float("nan"),) * 2,
-                          float("nan"))
-    differences = replicates - replicate_values(reference, draws)
-    return Comparison(
-        mean, percentile_interval(replicates, level),
-        float(np.nanmean(group_point) - np.nanmean(reference_point)),
-        percentile_interval(differences, level), bootstrap_p_value(differences),
-    )
 
 
 def per_seed_replicates(

@@ -209,13 +209,16 @@ def test_the_answer_starts_with_what_the_audit_and_a_random_init_backbone_mean()
 
     audit = {"groups": [
         {"name": "size", "title": "Original image size", "kind": "metadata", "auc": 0.88, "flagged": True},
-        {"name": "features", "title": "Backbone features", "kind": "content", "auc": 0.995, "flagged": True}],
-        "shortcuts": ["size"], "partial_shortcuts": [
+        {"name": "features", "title": "Backbone features", "kind": "content", "auc": 0.995, "flagged": True},
+        {"name": "padding", "title": "Padding after --fit pad", "kind": "metadata", "auc": 0.693,
+         "p_value": 1.7e-12, "flagged": False, "weak": True}],
+        "shortcuts": ["size"], "weak_shortcuts": ["padding"], "partial_shortcuts": [
             {"sentence": "All 32 images with has_colour are normal: a classifier can label them from that alone."}]}
     caveats = _audit_caveats(audit, "random-init backbone")
     assert len(caveats) == 3 and all(text.startswith(("This data cannot tell", "Features of a random-init"))
                                      for text in caveats)
     assert "original image size (AUC 0.88)" in caveats[1] and "has_colour" in caveats[1]
+    assert "padding after --fit pad, weakly (AUC 0.69, p = 1.7e-12)" in caveats[1]
     rows, baseline = _rows()
     sentence = answer_sentence(_summary(rows, baseline), "balanced_accuracy", "tumour", [], caveats=caveats)
     assert sentence.startswith("This data cannot tell whether synthetic images help")
