@@ -223,3 +223,39 @@ def test_the_answer_starts_with_what_the_audit_and_a_random_init_backbone_mean()
     sentence = answer_sentence(_summary(rows, baseline), "balanced_accuracy", "tumour", [], caveats=caveats)
     assert sentence.startswith("This data cannot tell whether synthetic images help")
     assert _audit_caveats(None, "ImageNet") == []
+
+
+def test_a_cv_sweep_reads_its_blocks_from_the_cells_and_says_so() -> None:
+    """Cells in the contract's layout (repeat, fold, gan_seed, seed; each fold its own test images)."""
+    from augstudy.classify.metrics import classification_metrics
+    from augstudy.classify.report import _design
+
+    rng = np.random.default_rng(2)
+
+    def cell(group, level, p, images, gan_seed=None, **layout):
+        c = make_cell(rng.random(16) < p, images=images, gan_seed=gan_seed, **layout)
+        y = np.array([r["label"] for r in c["test_predictions"]])
+        proba = np.array([r["proba"] for r in c["test_predictions"]])
+        c.update({"group": group, "level": level, "class_names": ["normal", "tumour"], "n_real": 40,
+                  "positive_class": "tumour", "degenerate": False, "metrics": classification_metrics(y, proba, 1)})
+        return c
+
+    rows, baseline = [], []
+    for repeat in range(2):
+        for fold in range(3):  # repeat 1 reshuffles repeat 0's images into other folds
+            images = [f"r0f{(fold + repeat) % 3}-{i}" for i in range(16)]
+            for seed in range(3):
+                layout = {"repeat": repeat, "fold": fold, "seed": seed}
+                base = cell("baseline", 0, 0.8, images, **layout)
+                baseline.append(base)
+                rows += [("gan", 0, 100, "b", base), ("classic", 0, 100, "b", base)]
+                for gan_seed in range(2):
+                    rows.append(("gan", 50, 100, "g", cell("gan", 50, 0.85, images, gan_seed, **layout)))
+                rows.append(("classic", 50, 100, "c", cell("classic", 50, 0.8, images, **layout)))
+    assert _design(rows) == "cv"
+    summary = inference_summary(results_table(rows), rows, baseline, "balanced_accuracy")
+    gan = summary[(summary["arm"] == "gan") & (summary["ratio"] == 50) & (summary["metric"] == "balanced_accuracy")]
+    assert gan.iloc[0]["interval"] == CV_METHOD and gan.iloc[0]["n_blocks"] == 6 and gan.iloc[0]["df"] == 5
+    assert gan.iloc[0]["n_gan_seeds"] == 2 and gan.iloc[0]["n_seeds"] == 3
+    sentence = answer_sentence(summary, "balanced_accuracy", "tumour", [], design="cv")
+    assert "repeated cross-validation" in sentence and "With one generator" not in sentence
