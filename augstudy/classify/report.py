@@ -452,7 +452,7 @@ def write_report(
                "figures": out / "figures"}
     atomic_write_text(written["results"], results.to_csv(index=False))
     primary, positive = options.primary, str(options.positive_class)
-    design = _design(rows)
+    design = getattr(options, "design", None) or _design(rows)
     summary = inference_summary(results, rows, baseline, primary, getattr(options, "primary_ratio", None))
     for key in ("positive_class", "backbone", "weights", "head", "split"):
         summary[key] = results[key].iloc[0]
