@@ -11,6 +11,7 @@ anti-conservative); these replicates serve the real-image equivalents' intervals
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -81,35 +82,32 @@ def weighted_metrics(
     n_classes = proba.shape[1]
     y_pred = proba.argmax(axis=1)
     total = weights.sum(axis=1)
-    recall, specificity, f1 = [], [], []
-    for k in range(n_classes):
-        tp = weights @ ((y_true == k) & (y_pred == k)).astype(float)
-        fn = weights @ ((y_true == k) & (y_pred != k)).astype(float)
-        fp = weights @ ((y_true != k) & (y_pred == k)).astype(float)
-        tn = total - tp - fn - fp
-        recall.append(_ratio(tp, tp + fn))
-        specificity.append(_ratio(tn, tn + fp))
-        f1.append(np.where(2 * tp + fp + fn > 0, _ratio(2 * tp, 2 * tp + fp + fn), 0.0))
-    recalls = np.stack(recall, axis=1)
-    log_loss = -np.log(np.clip(proba[np.arange(len(y_true)), y_true], EPSILON, 1 - EPSILON))
-    result = {
-        "accuracy": _ratio(weights @ (y_pred == y_true).astype(float), total),
-        "balanced_accuracy": np.nanmean(recalls, axis=1),
-        "test_loss": _ratio(weights @ log_loss, total),
-    }
-    if n_classes == 2:
-        result |= {"sensitivity": recall[positive], "specificity": specificity[positive], "f1": f1[positive]}
-        if "roc_auc" in names:
-            result["roc_auc"] = _weighted_auc(y_true == positive, proba[:, positive], weights)
-    else:
-        result |= {
-            "sensitivity": result["balanced_accuracy"],
-            "specificity": np.nanmean(np.stack(specificity, axis=1), axis=1),
-            "f1": np.mean(np.stack(f1, axis=1), axis=1),
-        }
-        if "roc_auc" in names:
-            result["roc_auc"] = np.nanmean(np.stack([_weighted_auc(y_true == k, proba[:, k], weights)
-                                                     for k in range(n_classes)], axis=1), axis=1)
+    classes = np.arange(n_classes)
+    is_true, is_pred = y_true[:, None] == classes, y_pred[:, None] == classes
+    # every count in one product: per class tp, fn, fp, then the correct predictions
+    counts = weights @ np.column_stack([is_true & is_pred, is_true & ~is_pred, ~is_true & is_pred,
+                                        y_pred == y_true]).astype(float)
+    tp, fn, fp = (counts[:, part * n_classes:(part + 1) * n_classes] for part in range(3))
+    tn = total[:, None] - tp - fn - fp
+    recall, specificity = _ratio(tp, tp + fn), _ratio(tn, tn + fp)
+    f1 = np.where(2 * tp + fp + fn > 0, _ratio(2 * tp, 2 * tp + fp + fn), 0.0)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a class absent from a replicate: NaN, as intended
+        result = {"accuracy": _ratio(counts[:, -1], total), "balanced_accuracy": np.nanmean(recall, axis=1)}
+        if n_classes == 2:
+            result |= {"sensitivity": recall[:, positive], "specificity": specificity[:, positive],
+                       "f1": f1[:, positive]}
+        else:
+            result |= {"sensitivity": result["balanced_accuracy"], "specificity": np.nanmean(specificity, axis=1),
+                       "f1": np.mean(f1, axis=1)}
+    if "test_loss" in names:
+        log_loss = -np.log(np.clip(proba[np.arange(len(y_true)), y_true], EPSILON, 1 - EPSILON))
+        result["test_loss"] = _ratio(weights @ log_loss, total)
+    if "roc_auc" in names:
+        aucs = [_weighted_auc(y_true == k, proba[:, k], weights) for k in ([positive] if n_classes == 2 else classes)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            result["roc_auc"] = aucs[0] if n_classes == 2 else np.nanmean(np.stack(aucs, axis=1), axis=1)
     return {name: result[name] for name in names}
 
 
