@@ -6,29 +6,29 @@ its predictions on its block's test images (a block is one (repeat, fold); the s
 block). Cells lacking `repeat`/`fold`/`gan_seed` (older results) read as repeat = fold = 0 and no
 GAN seed.
 
-Split design (one test set). The estimate is the mean over cells of the metric (of the paired
-difference, for a contrast: group cell (g, s) minus the reference cell of seed s). Its variance has
-a part from the cells and a part from the test images, and both are estimated rather than
-resampled: with 5 seeds a percentile bootstrap treats the seeds' spread as known and its type-I
-error reaches 15 % when seeds dominate (issue 20). The cell part is var(seed means) / S +
-var(GAN-seed means) / G - the GAN x seed interaction counted twice; the image part is the stratified (by class) delete-one-image jackknife
-variance of the cell-averaged estimate, which works for every metric, ROC AUC included. Both are
-terms of a two-way ANOVA (units x images, units = GAN seed x seed) so that a classifier's coin
-flips on single images, present in both, are counted once. The interval is a t interval whose
-degrees of freedom come from Welch-Satterthwaite over the terms.
-With one GAN seed the generator's own variance is invisible: the answer holds for that generator.
+Split design (one test set). The estimate is the mean over cells of the metric, or of the paired
+difference for a contrast (group cell (g, s) minus the reference cells of seed s). Its variance is
+estimated, not resampled: with 5 seeds a percentile bootstrap treats the seeds' spread as known
+and its type-I error reaches 15 % when seeds dominate (issue 20). Terms: var(seed means) / S,
+var(GAN-seed means) / G less the GAN x seed interaction they both contain, and the test images'
+stratified (by class) delete-one-image jackknife variance of the cell-averaged estimate (any
+metric, ROC AUC included) less the cell x image noise (a classifier's coin flips on single images),
+which the seed term already holds. The interval is a t interval with Welch-Satterthwaite degrees
+of freedom. With one GAN seed the generator's own variance is invisible: the answer holds for that
+generator.
 
 CV design (several blocks, each its own test set). Each block gives one estimate (the mean over its
 GAN seeds and seeds, on its own test images), which already varies with seeds, generators and test
-images; the blocks' training sets overlap, so their spread understates the estimate's variance.
-The corrected resampled t-test of Nadeau & Bengio (2003), as Bouckaert & Frank (2004) use it for
-repeated k-fold CV, scales the variance by (1/J + n_test/n_train) over the J blocks, with J - 1
-degrees of freedom.
+images; the blocks' training sets overlap and the repeats reuse the images, so their spread
+understates the estimate's variance. The corrected resampled t-test of Nadeau & Bengio (2003), as
+Bouckaert & Frank (2004) use it for repeated k-fold CV, scales it by (1/J + n_test/n_train) over
+the J blocks, with J - 1 degrees of freedom.
 
-Proportions of a class (sensitivity, specificity) also get a Wilson score interval on the pooled
-counts, and the reported interval covers both: 6 of 6 correct is not "known to be 1". Balanced
-accuracy and accuracy take the Wilson variance as a floor for the same reason. Intervals of bounded
-metrics are clipped to their range.
+Floors, so that small or perfect test sets do not claim certainty: sensitivity and specificity
+also get a Wilson score interval on the pooled counts and the reported interval covers both (6 of
+6 correct is [0.61, 1], not [1, 1]); balanced accuracy and accuracy take the Wilson variance as a
+floor; a paired difference of proportions takes the variance of half a discordant image each way
+in one cell. Intervals of bounded metrics are clipped to their range.
 """
 
 from __future__ import annotations
@@ -47,7 +47,6 @@ from augstudy.classify.stats import weighted_metrics
 SPLIT_METHOD = "t interval: seed and GAN-seed variance + test-image jackknife variance (Satterthwaite df)"
 CV_METHOD = "corrected resampled t-test over folds (Nadeau & Bengio 2003)"
 PROPORTIONS = frozenset({"accuracy", "balanced_accuracy", "sensitivity", "specificity"})
-# Differences of bounded metrics lie in [-1, 1].
 LEVEL = 0.95
 
 
@@ -113,12 +112,6 @@ class Estimate:
     n_seeds: int
     n_gan_seeds: int
 
-    def mde(self, alpha: float = 0.05, power: float = 0.8) -> float:
-        """The smallest true difference this comparison detects with `power` at two-sided `alpha`."""
-        if not np.isfinite(self.se) or not np.isfinite(self.df) or self.df <= 0:
-            return float("nan")
-        return float((stats.t.ppf(1 - alpha / 2, self.df) + stats.t.ppf(power, self.df)) * self.se)
-
 
 def _blocks(cells: Sequence[Mapping[str, Any]]) -> dict[tuple[int, int], dict[tuple[int | None, int], Mapping]]:
     blocks: dict[tuple[int, int], dict[tuple[int | None, int], Mapping]] = {}
@@ -159,7 +152,7 @@ class _BlockResult:
     class_counts: dict[int, tuple[float, int]]  # label -> (mean correct count over cells, images)
 
 
-def _unit_values(cell: Mapping, group: dict, reference: dict | None, metric: str, values: CellCache,
+def _unit_values(cell: Mapping, reference: dict | None, metric: str, values: CellCache,
                  images: tuple[str, ...], seed: int) -> tuple[float, np.ndarray]:
     """A unit's value on the full test set and with each image left out: the cell's, minus its
     seed's reference cells' for a contrast."""
@@ -197,7 +190,7 @@ def _block(group: dict, reference: dict | None, metric: str, values: CellCache) 
             cell = group.get((gan, seed))
             if cell is None:
                 continue
-            value, left_out = _unit_values(cell, group, reference, metric, values, first.images, seed)
+            value, left_out = _unit_values(cell, reference, metric, values, first.images, seed)
             matrix[row, column] = value
             influence.append(value - left_out)
             if reference is None:
