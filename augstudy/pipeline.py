@@ -138,7 +138,7 @@ _WIRED = {
     "train_gan": {"data", "out"},
     "generate": {"networks", "out"},
     "metrics": {"real", "fake", "out"},
-    "sweep": {"data", "pool", "out"},
+    "sweep": {"data", "pool", "out", "audit"},
 }
 # Keys a section may hold besides its options' fields.
 _EXTRA_KEYS = {"sweep": {"splits"}, "metrics": {"enabled"}, "audit": {"enabled"}}
@@ -259,7 +259,9 @@ class Study:
             "train_gan": {"data": self.prepared, "out": self.runs},
             "generate": {"out": self.pool, "networks": ()},
             "metrics": {"real": self.prepared, "fake": self.pool, "out": self.pool / "metrics.json"},
-            "sweep": {"data": self.prepared, "pool": self.pool, "out": self.out / "results"},
+            "sweep": {"data": self.prepared, "pool": self.pool, "out": self.out / "results",
+                      "audit": self.audit / "audit.json"
+                      if self.config.sections["audit"].get("enabled", True) else None},
         }
         return _step_options(self.config, step, **(layout[step] | wired))
 
@@ -304,6 +306,8 @@ class Study:
     def run(self) -> Path:
         """Run every step, holding the study folder's writer lock; returns the path of report.md."""
         self.check_output()
+        # weights = "auto" without local ImageNet weights stops here, before any GAN time is spent
+        _resolve_auto_weights(self.options("sweep", out=self.out / "results"), self.log)
         try:
             with writing(self.out, "run"):
                 return self._run_steps()
@@ -435,12 +439,10 @@ def _run_sweep(options: Any) -> dict[str, Any]:
 
 
 def _resolve_auto_weights(options: Any, log: Callable[[str], None]) -> Any:
-    """`weights = "auto"`: ImageNet when Keras already holds the file locally (a torch backbone's ship in a
-    package, so always), else a random-init backbone.
-
-    The demo must run offline, so it cannot insist on a download; what it used is said loudly here
-    and labelled in every table and figure by the sweep itself.
-    """
+    """`weights = "auto"`: ImageNet when Keras already holds the file locally (a torch backbone's weights
+    ship in a package, so always); otherwise the study stops and names the file to put in place. A
+    random-init backbone answers nothing about pathology, so it is used only when the config asks for it
+    (`weights = "none"`), never as a silent fallback."""
     if options.weights != "auto":
         return options
     from augstudy.classify.backbones import backbone_spec
@@ -454,12 +456,10 @@ def _resolve_auto_weights(options: Any, log: Callable[[str], None]) -> Any:
     if local.is_file():
         log(f"   ImageNet weights found at {local}")
         return dataclasses.replace(options, weights="imagenet")
-    log("   " + "!" * 72)
-    log(f"   ImageNet weights for {spec.name} are not available offline ({local} is missing):")
-    log("   the classifier uses a RANDOM-INIT backbone. Its accuracies say nothing about ImageNet features;")
-    log(f"   put {spec.weights_file} there (or set weights = PATH) for a meaningful study.")
-    log("   " + "!" * 72)
-    return dataclasses.replace(options, weights="none")
+    raise click.ClickException(
+        f"[sweep] weights = \"auto\": no ImageNet weights for {spec.name} at {local}; put {spec.weights_file} "
+        "there (or set weights = PATH to a local file), or set weights = \"none\" to run with a random-init "
+        "backbone on purpose (its accuracies then test the pipeline, not the question)")
 
 
 def _classes(config: StudyConfig, study: Study) -> list[str] | None:

@@ -34,6 +34,7 @@ from augstudy.audit.features import (
 )
 from augstudy.audit.probe import ProbeError, ProbeResult, cross_validated_auc, real_vs_synthetic_auc
 from augstudy.classify.backend import KERAS_BACKENDS
+from augstudy.classify.metrics import NEGATIVE_CLASS_NAME
 from augstudy.data.prepared import (
     SPLIT_MODES,
     PreparedDataError,
@@ -60,7 +61,10 @@ DEFAULT_THRESHOLD = 0.70
 # A yes/no attribute (a format, a mode, colour) carried by at least this many images, all of one
 # class, is a partial shortcut: AUC stays low when few images carry it, yet those are labelled free.
 EXCLUSIVE_MIN_IMAGES = 3
-FORMAT_VERSION = 1
+# Below the threshold, a group whose out-of-fold scores still differ between the classes at this
+# p-value (and AUC) "weakly predicts" the label rather than "does not predict" it.
+WEAK_P, WEAK_AUC = 0.01, 0.6
+FORMAT_VERSION = 2  # 2: evidence-based wording, weak shortcuts, cues read from prepared pixels
 
 
 class AuditError(ValueError):
@@ -146,6 +150,11 @@ def _audit(options: AuditOptions, out: Path) -> dict[str, Any]:
         feature_groups.append(FeatureGroup("backbone", f"{options.backbone} features ({weights_label})", "content",
                                            tuple(f"f{index}" for index in range(vectors.shape[1])), vectors))
     results = [_audit_group(group, labels, groups, classes, options) for group in feature_groups]
+    pixel_features = _pixel_features(pixels)
+    for group, entry in zip(feature_groups, results):
+        survival = _survives_preparation(group, entry, pixel_features, groups, options)
+        if survival is not None:
+            entry["from_prepared_pixels"] = survival
     report: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "data": str(Path(options.data).resolve()),
@@ -163,8 +172,9 @@ def _audit(options: AuditOptions, out: Path) -> dict[str, Any]:
     if options.pool is not None:
         report["real_vs_synthetic"] = _probe_pool(images, classes, options)
     report["shortcuts"] = [item["name"] for item in results if item.get("flagged") and item["kind"] == "metadata"]
+    report["weak_shortcuts"] = [item["name"] for item in results if item.get("weak") and item["kind"] == "metadata"]
     report["partial_shortcuts"] = [cue for item in results for cue in item.get("exclusive", [])]
-    report["flags"] = [item["sentence"] for item in results if item.get("flagged")]
+    report["flags"] = [item["sentence"] for item in results if item.get("flagged") or item.get("weak")]
     report["flags"] += [cue["sentence"] for cue in report["partial_shortcuts"]]
     report["flags"] += [item["sentence"] for item in report.get("real_vs_synthetic", {}).get("classes", {}).values()
                         if item.get("flagged")]
@@ -237,9 +247,50 @@ def _audit_group(group: FeatureGroup, labels: np.ndarray, groups: np.ndarray, cl
     except ProbeError as error:
         raise AuditError(f"{options.data}: {error}") from error
     flagged = result.auc >= options.threshold
-    entry.update(_result_fields(result), flagged=flagged,
-                 sentence=_sentence(group, result.auc, flagged, options.threshold))
+    weak = not flagged and result.p_value is not None and result.p_value < WEAK_P and result.auc >= WEAK_AUC
+    entry.update(_result_fields(result), flagged=flagged, weak=weak)
+    entry["sentence"] = _sentence(group, entry, classes, options.threshold)
     return entry
+
+
+def _pixel_features(pixels: list[np.ndarray]) -> np.ndarray:
+    """What the classifier sees, summarised: the prepared image's histogram and an 8 x 8 thumbnail."""
+    histogram = histogram_group(pixels).values
+    thumbnails = []
+    for grey in pixels:
+        height, width = grey.shape
+        rows, columns = np.array_split(np.arange(height), 8), np.array_split(np.arange(width), 8)
+        thumbnails.append([grey[np.ix_(r, c)].mean() for r in rows for c in columns])
+    return np.column_stack([histogram, np.array(thumbnails)])
+
+
+def _survives_preparation(group: FeatureGroup, entry: dict[str, Any], pixel_features: np.ndarray,
+                          groups: np.ndarray, options: AuditOptions) -> dict[str, Any] | None:
+    """Can a metadata cue (flagged, weak or partial) still be read from the prepared pixels the
+    classifier sees? A cue that preparation erases cannot be learnt by the classifier."""
+    if group.kind != "metadata" or not (entry.get("flagged") or entry.get("weak") or entry.get("exclusive")):
+        return None
+    if entry.get("exclusive"):
+        column = entry["exclusive"][0]["feature"]
+        target = group.values[:, group.columns.index(column)] == 1.0
+        described = column
+    else:
+        index = group.columns.index("log_area") if "log_area" in group.columns else 0
+        values = group.values[:, index]
+        target = values > np.median(values)
+        described = f"{group.columns[index]} above its median"
+    if target.all() or not target.any():
+        return None
+    try:
+        result = cross_validated_auc(pixel_features, target.astype(int), groups, options.seed)
+    except ProbeError:
+        return None
+    survives = result.auc >= options.threshold
+    return {"target": described, "auc": round(result.auc, 4),
+            "p_value": None if result.p_value is None else float(f"{result.p_value:.3g}"), "survives": survives,
+            "sentence": f"{described} {'can' if survives else 'can hardly'} be read from the prepared pixels "
+                        f"(AUC {result.auc:.2f}): the cue {'survives' if survives else 'does not survive'} "
+                        "preparation."}
 
 
 def _exclusive(group: FeatureGroup, labels: np.ndarray, classes: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -264,18 +315,46 @@ def _result_fields(result: ProbeResult) -> dict[str, Any]:
             "p_value": None if result.p_value is None else float(f"{result.p_value:.3g}"), "folds": result.folds}
 
 
-def _sentence(group: FeatureGroup, auc: float, flagged: bool, threshold: float) -> str:
-    if not flagged:
-        return f"{_capital(group.title)} does not predict the label: AUC {auc:.2f} (below {threshold:.2f})."
-    if group.kind == "metadata":
-        return (f"{_capital(group.title)} alone predicts the label: AUC {auc:.2f}. Pathology cannot change "
-                "this, so a classifier can score well here without seeing the disease.")
-    if group.name == "histogram":
-        return (f"The {group.title} alone predicts the label: AUC {auc:.2f}. A whole-image statistic separates "
-                "the classes: a large, bright lesion can do that, but so can a different scanner, window or "
-                "crop; look at the images.")
-    return (f"{_capital(group.title)} separate the classes: AUC {auc:.2f}. The difference between the classes is "
-            "visible without any learned knowledge; the other groups tell whether it is more than the pathology.")
+def _sentence(group: FeatureGroup, entry: dict[str, Any], classes: tuple[str, ...], threshold: float) -> str:
+    """What a group's result means, from its evidence: the AUC, its p-value and the class means."""
+    auc, p_value = entry["auc"], entry.get("p_value")
+    evidence = f"AUC {auc:.2f}" + (f", p = {p_value:.2g}" if p_value is not None else "")
+    partial = entry.get("exclusive") or []
+    if entry["flagged"]:
+        if group.kind == "metadata":
+            return (f"{_capital(group.title)} alone predicts the label: {evidence}. Pathology cannot change "
+                    "this, so a classifier can score well here without seeing the disease.")
+        if group.name == "histogram":
+            return f"The {group.title} alone predicts the label: {evidence}. {histogram_reading(entry, classes)}"
+        return (f"{_capital(group.title)} separate the classes: {evidence}. The difference between the classes "
+                "is visible without any learned knowledge; the other groups tell whether it is more than the "
+                "pathology.")
+    if entry.get("weak"):
+        return (f"{_capital(group.title)} weakly predicts the label: {evidence} (below {threshold:.2f}, yet "
+                "far from chance); a classifier can pick it up in part.")
+    if partial:
+        cues = "; ".join(cue["sentence"].split(":")[0] for cue in partial)
+        return (f"{_capital(group.title)} does not predict the label overall ({evidence}), but it does for the "
+                f"images that carry it: {cues}.")
+    return f"{_capital(group.title)} does not predict the label: {evidence} (below {threshold:.2f})."
+
+
+def histogram_reading(entry: dict[str, Any], classes: tuple[str, ...]) -> str:
+    """Which class is brighter, and what that can mean: a bright lesion explains a brighter lesion
+    class, not a darker one (then a window, scanner or export difference is the likelier cause)."""
+    means = entry.get("class_means") or {}
+    if len(classes) != 2 or not all(name in means for name in classes):
+        return "A whole-image statistic separates the classes; look at the images."
+    level = {name: means[name].get("p99", means[name].get("mean", 0.0)) for name in classes}
+    dark, bright = sorted(classes, key=lambda name: level[name])
+    text = f"{_capital(bright)} images are brighter than {dark} ones (99th percentile {level[bright]:.0f} vs {level[dark]:.0f})"
+    if NEGATIVE_CLASS_NAME in classes:
+        lesion = classes[1 - classes.index(NEGATIVE_CLASS_NAME)]
+        if lesion == dark:
+            return (f"{text}: the lesion class is the darker one, so a bright lesion does not explain it; a "
+                    "different window, scanner or export is the likelier cause. Look at the images.")
+        return f"{text}: a large, bright lesion can do that, and so can a different scanner, window or crop."
+    return f"{text}: a lesion, a scanner, a window or an export difference can each do that; look at the images."
 
 
 def _probe_pool(images: list[AuditImage], classes: tuple[str, ...], options: AuditOptions) -> dict[str, Any]:
@@ -334,6 +413,10 @@ def _verdict(report: dict[str, Any]) -> str:
     else:
         text = (f"No metadata shortcut found: image size, file, colour and padding each stay below AUC "
                 f"{threshold:.2f}.")
+    weak = [by_name[name] for name in report.get("weak_shortcuts", [])]
+    if weak:
+        text += " Weaker cues: " + "; ".join(f"{item['title']} (AUC {item['auc']:.2f}, p = {item['p_value']:.2g})"
+                                             for item in weak) + " predict the label in part."
     if report["partial_shortcuts"]:
         text += " Partial shortcuts: " + "; ".join(
             f"all {cue['images']} images with {cue['feature']} are {cue['class']}"
@@ -341,8 +424,10 @@ def _verdict(report: dict[str, Any]) -> str:
     content = [item for item in report["groups"] if item["kind"] == "content" and item.get("flagged")]
     if content:
         text += " The classes also differ in " + " and ".join(
-            f"{item['title']} (AUC {item['auc']:.2f})" for item in content) + (
-            ": a visible lesion can explain that, and so can a different scanner, window or crop.")
+            f"{item['title']} (AUC {item['auc']:.2f})" for item in content) + "."
+        histogram = by_name.get("histogram")
+        if histogram is not None and histogram.get("flagged"):
+            text += " " + histogram_reading(histogram, tuple(report["classes"]))
     probe = [name for name, item in report.get("real_vs_synthetic", {}).get("classes", {}).items()
              if item.get("flagged")]
     if probe:

@@ -1,6 +1,6 @@
 """The sweep's figures (seaborn, Agg backend), each written as PNG and SVG.
 
-Error bars are the same paired-bootstrap 95 % intervals as summary.csv (test images x seeds), and
+Error bars are the same 95 % intervals as summary.csv (augstudy.classify.inference), and
 the legend says so, so the figure and the table agree. Degenerate runs are drawn as crosses, not
 hidden.
 """
@@ -47,7 +47,7 @@ def save_figure(figure: Figure, stem: Path) -> list[Path]:
 
 ARM_STYLES = {"gan": ("tab:blue", "o"), "classic": ("tab:orange", "s"), "real": ("tab:green", "^"),
               "synthetic-only": ("tab:purple", "D")}
-INTERVAL_LABEL = "95 % paired bootstrap interval (test images x seeds)"
+INTERVAL_LABEL = "95 % interval (seeds, generators and test images; summary.csv)"
 
 
 def _bars(rows: pd.DataFrame) -> np.ndarray:
@@ -56,7 +56,7 @@ def _bars(rows: pd.DataFrame) -> np.ndarray:
 
 
 def arms_vs_added(results: pd.DataFrame, summary: pd.DataFrame, metric: str, title: str, stem: Path) -> list[Path]:
-    """Mean `metric` per added % with its bootstrap interval, one line per augmentation arm (gan,
+    """Mean `metric` per added % with its 95 % interval, one line per augmentation arm (gan,
     classic), every seed as a point (degenerate runs as crosses); the synthetic-only arm as a
     dotted level with its interval as a band."""
     plt = _pyplot()
@@ -98,7 +98,7 @@ def arms_vs_added(results: pd.DataFrame, summary: pd.DataFrame, metric: str, tit
 
 def learning_curve(summary: pd.DataFrame, metric: str, equivalents: Sequence[dict], title: str,
                    stem: Path) -> list[Path]:
-    """The real arm's `metric` against real train images per class, with bootstrap intervals, and
+    """The real arm's `metric` against real train images per class, with its 95 % intervals, and
     each GAN ratio's mean as a dashed level labelled with its real-image equivalent."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6.5, 4.2))

@@ -1,42 +1,38 @@
 """From finished cells to RESULTS/results.csv, summary.csv, answer.json and the figures.
 
-summary.csv holds, per (arm, level, metric), the mean over seeds, its paired-bootstrap interval
-(test images x seeds, `augstudy.classify.stats`), the paired difference against the real-only
-classifier (the 0 % cell) with its interval and p-value, and a seed-only t-interval labelled as
-such. The primary metric (`--primary`) is Holm-corrected over each arm's comparisons; the other
-metrics are secondary and uncorrected, and say so in their `role` and `correction` columns.
-answer.json states the answer for the primary metric in one sentence, with the data warnings and
-the figures in reading order (paths relative to the results folder).
+summary.csv holds, per (arm, level, metric), the mean over cells and its interval, the paired
+difference against the real-only classifier (the 0 % cell) with its interval, p-value and minimum
+detectable effect, and per ratio the paired GAN - classic contrast; the intervals and tests are
+`augstudy.classify.inference`'s, whose error rates bench/calibration.py measures. On the primary
+metric (`--primary`) the gan and classic ratios vs 0 % and the GAN - classic contrasts are one
+confirmatory family, Holm-corrected together (or, with `--primary-ratio`, the one GAN ratio vs 0 %
+is the only confirmatory test); everything else is descriptive and says so in its `correction`
+column. answer.json states the answer for the primary metric in one sentence, with the data
+warnings and the figures in reading order (paths relative to the results folder).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from augstudy.classify import equivalence, plots
-from augstudy.classify.metrics import METRICS
-from augstudy.classify.pooled import CAVEAT as POOLED_CAVEAT
-from augstudy.classify.pooled import pool_folds
-from augstudy.classify.stats import (
-    BOOTSTRAP_METHOD,
-    compare,
-    draw_bootstrap,
-    holm,
-    per_seed_replicates,
-    replicate_values,
-    t_interval,
-)
+from augstudy.classify.inference import CellCache, cell_key, estimate
+from augstudy.classify.metrics import BOUNDED, LOWER_IS_BETTER, METRICS
+from augstudy.classify.stats import draw_bootstrap, holm, per_seed_replicates, replicate_values
 from stylegan2ada.io import atomic_write_json, atomic_write_text
 
 RESULT_COLUMNS = (
-    "arm", "ratio", "real_fraction", "design", "repeat", "fold", "gan_seed", "seed", "cell", *METRICS, "epochs_trained", "best_epoch", "monitor",
+    "arm", "ratio", "real_fraction", "design", "repeat", "fold", "gan_seed", "seed", "cell", *METRICS,
+    "epochs_trained", "best_epoch", "steps_kept", "monitor",
     "n_real", "n_added", "degenerate", "degenerate_reason", "train_accuracy", "n_test", "positive_class",
-    "backbone", "weights", "head", "split", "steps_kept", "batches_per_epoch",
+    "backbone", "weights", "head", "split", "batches_per_epoch",
 )
 # What the report says of its design, first: why cross-validation is the stronger design.
 DESIGN_NOTES = {
@@ -59,13 +55,14 @@ REFERENCE_LABEL = "real only (0 %)"
 TableRow = tuple[str, float, float, str, dict[str, Any]]
 
 
-def results_table(rows: Sequence[TableRow]) -> pd.DataFrame:
+def results_table(rows: Sequence[TableRow], batch_size: int | None = None) -> pd.DataFrame:
     """One row per (arm, level, seed); a cell shared by arms (the 0 % one) appears once per arm."""
     records = []
     for arm, ratio, fraction, name, cell in rows:
         extra = {key: value for key, value in cell["metrics"].items() if key.startswith("sensitivity_")}
         records.append({"design": "split", "repeat": 0, "fold": 0, "gan_seed": None, **cell, **cell["metrics"],
-                        **extra, "arm": arm, "ratio": ratio, "real_fraction": fraction, "cell": name})
+                        **extra, "arm": arm, "ratio": ratio, "real_fraction": fraction, "cell": name,
+                        "steps_kept": kept_steps(cell, batch_size)})
     columns = list(RESULT_COLUMNS) + sorted({key for record in records for key in record
                                              if key.startswith("sensitivity_")})
     table = pd.DataFrame(records)
@@ -117,132 +114,319 @@ def _reference_key(arm: str) -> tuple[str, float, float] | None:
     return {"gan": ("gan", 0, 100), "classic": ("classic", 0, 100), "real": ("real", 0, 100)}.get(arm)
 
 
-def bootstrap_summary(
+# Means that agree to this many decimals are reported as a tie (the committed "best" once won by 2e-16).
+TIE_TOLERANCE = 1e-3
+FAMILY_ARMS = ("gan", "classic")
+CONTRAST_ARM = "gan - classic"
+
+
+def _design(rows: Sequence[TableRow]) -> str:
+    return "cv" if len({cell_key(row[4])[:2] for row in rows}) > 1 else "split"
+
+
+def inference_summary(
     results: pd.DataFrame, rows: Sequence[TableRow], baseline: Sequence[dict[str, Any]], primary: str,
-    replicates: int, seed: int,
-) -> tuple[pd.DataFrame, dict[tuple[str, float, float], dict[str, np.ndarray]], Any]:
-    """summary.csv's rows, plus each group's per-seed replicate values (for the equivalents)."""
+    primary_ratio: float | None = None,
+) -> pd.DataFrame:
+    """summary.csv's rows: per (arm, level, metric) the mean and its interval, the paired difference
+    against the arm's 0 % cell with its interval, p-value and minimum detectable effect; plus, per
+    ratio, the paired GAN - classic contrast. The confirmatory family on the primary metric is every
+    gan and classic ratio against 0 % and every GAN - classic contrast, Holm-corrected together, or
+    the single test of GAN at `primary_ratio` against 0 %; every other p-value is descriptive."""
     first = rows[0][4]
-    y_test = np.array([row["label"] for row in first["test_predictions"]])
     positive = first["class_names"].index(first["positive_class"])
-    n_seeds = int(results["seed"].nunique())
-    draws = draw_bootstrap(y_test, n_seeds, replicates, seed)
-    by_cell: dict[str, dict[str, np.ndarray]] = {}
-
-    def replicate_rows(cells: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
-        per_metric: dict[str, list[np.ndarray]] = {metric: [] for metric in METRICS}
-        for cell in sorted(cells, key=lambda c: c["seed"]):
-            name = f"{cell['group']}-{cell['level']}-{cell['seed']}"
-            if name not in by_cell:
-                probabilities = {"proba": [row["proba"] for row in cell["test_predictions"]]}
-                by_cell[name] = {metric: values[0] for metric, values in
-                                 per_seed_replicates([probabilities], y_test, positive, draws).items()}
-            for metric in METRICS:
-                per_metric[metric].append(by_cell[name][metric])
-        return {metric: np.stack(values) for metric, values in per_metric.items()}
-
+    values = CellCache(positive)
     groups: dict[tuple[str, float, float], list[dict[str, Any]]] = {}
     for arm, ratio, fraction, _, cell in rows:
         groups.setdefault((arm, ratio, fraction), []).append(cell)
-    replicated = {key: replicate_rows(cells) for key, cells in groups.items()}
-    baseline_replicates = replicate_rows(baseline)
+    comparisons: list[tuple[tuple[str, float, float], list[dict[str, Any]] | None, str]] = []
+    for key in groups:
+        reference_key = _reference_key(key[0])
+        if reference_key == key:
+            comparisons.append((key, None, ""))
+        else:
+            comparisons.append((key, groups.get(reference_key, list(baseline)) if reference_key else list(baseline),
+                                REFERENCE_LABEL))
     records = []
-    for key, cells in groups.items():
-        arm = key[0]
-        reference_key = _reference_key(arm)
-        is_reference = reference_key == key
+    for (arm, ratio, fraction), reference, reference_label in comparisons:
+        cells = groups[(arm, ratio, fraction)]
+        group_rows = results[(results["arm"] == arm) & (results["ratio"] == ratio)
+                             & (results["real_fraction"] == fraction)]
         for metric in METRICS:
-            point = np.array([cell["metrics"][metric] for cell in sorted(cells, key=lambda c: c["seed"])])
-            reference = reference_point = None
-            if not is_reference:
-                ref_cells = groups.get(reference_key, baseline) if reference_key else baseline
-                ref_reps = replicated.get(reference_key, baseline_replicates) if reference_key else baseline_replicates
-                reference = ref_reps[metric]
-                reference_point = np.array([c["metrics"][metric] for c in sorted(ref_cells, key=lambda c: c["seed"])])
-            result = compare(replicated[key][metric], reference, point, reference_point, draws)
-            low, high = t_interval(point)
-            group_rows = results[(results["arm"] == key[0]) & (results["ratio"] == key[1])
-                                 & (results["real_fraction"] == key[2])]
+            level = estimate(cells, None, metric, values)
+            record = {
+                "arm": arm, "ratio": ratio, "real_fraction": fraction, "metric": metric,
+                "role": "primary" if metric == primary else "secondary", "n": len(cells),
+                "n_seeds": level.n_seeds, "n_gan_seeds": level.n_gan_seeds, "n_blocks": level.n_blocks,
+                "mean": level.estimate, "ci_low": level.ci[0], "ci_high": level.ci[1], "interval": level.method,
+                "se": level.se,
+                "std": float(np.std(group_rows[metric], ddof=1)) if len(group_rows) > 1 else float("nan"),
+                "n_degenerate": int(group_rows["degenerate"].sum()), "reference": reference_label,
+                "test": "", "mean_difference": np.nan, "diff_ci_low": np.nan, "diff_ci_high": np.nan,
+                "p_value": np.nan, "mde_80": np.nan, "se_difference": np.nan, "df": np.nan,
+                "n_real_per_class": float(np.mean([c["n_real"] for c in cells])) / len(first["class_names"]),
+            }
+            if reference is not None:
+                record.update(_difference_columns(estimate(cells, reference, metric, values)))
+            records.append(record)
+    for ratio in sorted({key[1] for key in groups if key[0] == "gan" and key[1] > 0}):
+        if ("classic", ratio, 100) not in groups:
+            continue
+        cells = groups[("gan", ratio, 100)]
+        for metric in METRICS:
+            contrast = estimate(cells, groups[("classic", ratio, 100)], metric, values)
             records.append({
-                "arm": key[0], "ratio": key[1], "real_fraction": key[2], "metric": metric,
-                "role": "primary" if metric == primary else "secondary", "n": len(point),
-                "mean": result.mean, "ci_low": result.ci[0], "ci_high": result.ci[1], "interval": BOOTSTRAP_METHOD,
-                "seed_t_ci_low": low, "seed_t_ci_high": high,
-                "std": float(np.std(point, ddof=1)) if len(point) > 1 else float("nan"),
-                "n_degenerate": int(group_rows["degenerate"].sum()),
-                "reference": "" if is_reference else REFERENCE_LABEL,
-                "test": "" if is_reference else f"two-sided {BOOTSTRAP_METHOD}",
-                "mean_difference": result.difference, "diff_ci_low": result.difference_ci[0],
-                "diff_ci_high": result.difference_ci[1], "p_value": result.p_value,
-                "n_real_per_class": float(np.mean([cell["n_real"] for cell in cells])) / len(first["class_names"]),
+                "arm": CONTRAST_ARM, "ratio": ratio, "real_fraction": 100, "metric": metric,
+                "role": "primary" if metric == primary else "secondary", "n": len(cells),
+                "n_seeds": contrast.n_seeds, "n_gan_seeds": contrast.n_gan_seeds, "n_blocks": contrast.n_blocks,
+                "mean": np.nan, "ci_low": np.nan, "ci_high": np.nan, "interval": contrast.method, "se": np.nan,
+                "reference": f"classic +{ratio:g} %", **_difference_columns(contrast),
+                "n_real_per_class": np.nan,
             })
     summary = pd.DataFrame(records)
+    return _correct(summary, primary, primary_ratio)
+
+
+def _difference_columns(result: Any) -> dict[str, Any]:
+    return {"test": f"two-sided {result.method}", "mean_difference": result.estimate,
+            "diff_ci_low": result.ci[0], "diff_ci_high": result.ci[1], "p_value": result.p_value,
+            "se_difference": result.se, "df": result.df, "mde_80": np.nan}
+
+
+def _correct(summary: pd.DataFrame, primary: str, primary_ratio: float | None) -> pd.DataFrame:
+    """Holm over the confirmatory family, the family's minimum detectable effects, and the labels."""
     summary["p_holm"] = np.nan
     summary["correction"] = "none (secondary metric)"
-    for arm in summary["arm"].unique():
-        mask = (summary["arm"] == arm) & (summary["metric"] == primary) & summary["p_value"].notna()
-        summary.loc[mask, "p_holm"] = holm(summary.loc[mask, "p_value"].tolist())
-        summary.loc[(summary["arm"] == arm) & (summary["metric"] == primary), "correction"] = (
-            f"Holm over the {int(mask.sum())} comparison(s) of this arm with 0 %")
-    replicated_means = {key: {metric: replicate_values(values[metric], draws) for metric in METRICS}
-                        for key, values in replicated.items()}
-    return summary, replicated_means, draws
+    on_primary = (summary["metric"] == primary) & summary["p_value"].notna()
+    in_family = on_primary & (summary["arm"].isin(FAMILY_ARMS) | (summary["arm"] == CONTRAST_ARM))
+    if primary_ratio is not None:
+        in_family = on_primary & (summary["arm"] == "gan") & (summary["ratio"] == primary_ratio)
+        label = f"none needed: the one pre-declared confirmatory test (GAN +{primary_ratio:g} % vs 0 %)"
+    else:
+        label = (f"Holm over the {int(in_family.sum())} confirmatory tests (gan and classic ratios vs 0 %, "
+                 "GAN - classic at each ratio)")
+    summary.loc[in_family, "p_holm"] = holm(summary.loc[in_family, "p_value"].tolist())
+    summary.loc[in_family, "correction"] = label
+    summary.loc[on_primary & ~in_family, "correction"] = "none (descriptive, outside the confirmatory family)"
+    alpha = 0.05 / max(int(in_family.sum()), 1)
+    for index in summary.index[summary["p_value"].notna()]:
+        se, df = summary.at[index, "se_difference"], summary.at[index, "df"]
+        if np.isfinite(se) and df > 0:
+            a = alpha if in_family[index] else 0.05
+            summary.at[index, "mde_80"] = float((stats.t.ppf(1 - a / 2, df) + stats.t.ppf(0.8, df)) * se)
+    return summary
 
 
-def real_equivalents(summary: pd.DataFrame, replicated: dict, primary: str) -> list[dict[str, Any]]:
-    """Per GAN ratio above 0: its real-image equivalent on the real arm's learning curve."""
+def bootstrap_replicates(
+    rows: Sequence[TableRow], primary: str, replicates: int, seed: int,
+) -> dict[tuple[str, float, float], dict[str, np.ndarray]]:
+    """Per real and gan group, the bootstrap replicate means (test images x seeds) that the
+    real-image equivalents' intervals read; split design only (one shared test set)."""
+    first = rows[0][4]
+    y_test = np.array([row["label"] for row in first["test_predictions"]])
+    positive = first["class_names"].index(first["positive_class"])
+    groups: dict[tuple[str, float, float], list[dict[str, Any]]] = {}
+    for arm, ratio, fraction, _, cell in rows:
+        if arm in ("real", "gan"):
+            groups.setdefault((arm, ratio, fraction), []).append(cell)
+    n_seeds = max(len({cell_key(cell)[3] for cell in cells}) for cells in groups.values())
+    draws = draw_bootstrap(y_test, n_seeds, replicates, seed)
+    replicated = {}
+    for key, cells in groups.items():
+        cells = sorted(cells, key=lambda c: c["seed"])
+        per_seed = per_seed_replicates([{"proba": [r["proba"] for r in c["test_predictions"]]} for c in cells],
+                                       y_test, positive, draws)
+        replicated[key] = {primary: replicate_values(per_seed[primary], draws)}
+    return replicated
+
+
+def real_equivalents(summary: pd.DataFrame, replicated: dict | None, primary: str) -> list[dict[str, Any]]:
+    """Per GAN ratio above 0: the real images per class it takes to gain what it gains over 0 %, on
+    the real arm's learning curve; the interval from the bootstrap `replicated` (split design), NaN
+    without them."""
     curve = summary[(summary["arm"] == "real") & (summary["metric"] == primary)].sort_values("real_fraction")
     gan = summary[(summary["arm"] == "gan") & (summary["metric"] == primary) & (summary["ratio"] > 0)]
     if len(curve) < 2 or gan.empty:  # one point (--real-fractions 100) is no curve to read
         return []
     counts = curve["n_real_per_class"].to_numpy(float)
-    full = float(counts.max())
-    curve_reps = np.stack([replicated[("real", 0, fraction)][primary] for fraction in curve["real_fraction"]])
+    curve_span = equivalence.span(counts)
+    curve_reps = (None if replicated is None else
+                  np.stack([replicated[("real", 0, fraction)][primary] for fraction in curve["real_fraction"]]))
     sign = -1.0 if primary == "test_loss" else 1.0  # the curve is read as "higher is better"
     equivalents = []
     flat = equivalence.is_flat(counts, sign * curve["mean"].to_numpy(float))
     for row in gan.sort_values("ratio").itertuples():
-        value = equivalence.real_equivalent(counts, sign * curve["mean"].to_numpy(float), sign * row.mean, full)
-        low, high = equivalence.equivalent_interval(counts, sign * curve_reps,
-                                                    sign * replicated[("gan", row.ratio, 100)][primary], full)
-        equivalents.append({"ratio": row.ratio, "metric": primary, "value": row.mean, "equivalent": value,
-                            "ci_low": low, "ci_high": high,
-                            "words": equivalence.FLAT if flat else equivalence.describe(value),
-                            "interval_words": f"{equivalence.describe(low)} to {equivalence.describe(high)}"})
+        value = equivalence.real_equivalent(counts, sign * curve["mean"].to_numpy(float), sign * row.mean_difference)
+        low, high = (float("nan"), float("nan")) if curve_reps is None or replicated is None else \
+            equivalence.equivalent_interval(counts, sign * curve_reps,
+                                            sign * (replicated[("gan", row.ratio, 100)][primary] - curve_reps[-1]))
+        equivalents.append({"ratio": row.ratio, "metric": primary, "value": row.mean, "gain": row.mean_difference,
+                            "equivalent": value, "ci_low": low, "ci_high": high,
+                            "words": equivalence.FLAT if flat else equivalence.describe(value, curve_span),
+                            "interval_words": f"{equivalence.describe(low, curve_span)} to "
+                                              f"{equivalence.describe(high, curve_span)}"})
     return equivalents
+
+
+# Arms whose classifiers keep more than this many times the optimizer steps of another's are flagged.
+BUDGET_RATIO = 2.0
+
+
+def kept_steps(cell: dict[str, Any], batch_size: int | None) -> float:
+    """Optimizer steps up to the kept epoch: the cell's `steps_kept`, else (older cells) best epoch x
+    batches per epoch from its training inputs and the batch size."""
+    if cell.get("steps_kept") is not None:
+        return float(cell["steps_kept"])
+    if batch_size and cell.get("best_epoch") is not None and cell.get("n_train_inputs"):
+        return float(cell["best_epoch"] * -(-int(cell["n_train_inputs"]) // int(batch_size)))
+    return float("nan")
+
+
+def training_budgets(rows: Sequence[TableRow], batch_size: int | None) -> tuple[dict[str, float], str]:
+    """Median kept steps per arm and level, and a warning when they differ by more than BUDGET_RATIO:
+    an arm that trains longer can win by training length rather than by its images."""
+    per_level: dict[str, list[float]] = {}
+    for arm, ratio, fraction, _, cell in rows:
+        label = REFERENCE_LABEL if cell.get("group") == "baseline" else level_label(arm, ratio, fraction)
+        per_level.setdefault(label, []).append(kept_steps(cell, batch_size))
+    medians = {label: float(np.nanmedian(steps)) for label, steps in per_level.items()
+               if not np.isnan(steps).all()}
+    if len(medians) < 2 or min(medians.values()) <= 0:
+        return medians, ""
+    low, high = min(medians, key=medians.get), max(medians, key=medians.get)  # type: ignore[arg-type]
+    if medians[high] <= BUDGET_RATIO * medians[low]:
+        return medians, ""
+    return medians, (f"unequal training budgets: the classifiers of {high} keep a median of {medians[high]:.0f} "
+                     f"optimizer steps, those of {low} {medians[low]:.0f} (more than {BUDGET_RATIO:g}x); a "
+                     "difference between them may come from training length (a --schedule fixed sweep "
+                     "tests that)")
+
+
+def _audit_caveats(audit: dict[str, Any] | None, weights: str) -> list[str]:
+    """What the shortcut audit and the backbone mean for the accuracies, as the answer's first words."""
+    caveats = []
+    if "random" in weights.lower():
+        caveats.append("This data cannot tell whether synthetic images help a classifier see the pathology: the "
+                       "backbone is random-init (no learned features), so these accuracies test the pipeline.")
+    if not audit:
+        return caveats
+    by_name = {item["name"]: item for item in audit.get("groups", [])}
+    shortcuts = [by_name[name] for name in audit.get("shortcuts", []) if name in by_name]
+    weak = [by_name[name] for name in audit.get("weak_shortcuts", []) if name in by_name]
+    partial = audit.get("partial_shortcuts", [])
+    if shortcuts or weak or partial:
+        named = [f"{item['title'].lower()} (AUC {item['auc']:.2f})" for item in shortcuts]
+        named += [f"{item['title'].lower()}, weakly (AUC {item['auc']:.2f}, p = {item['p_value']:.2g})"
+                  for item in weak]
+        named += [cue["sentence"].split(":")[0].lower() for cue in partial]
+        caveats.append("This data cannot tell whether a gain is about pathology: the shortcut audit finds cues "
+                       f"that predict the label without it ({'; '.join(named)}), and a classifier may learn "
+                       "those instead.")
+    content = [item for item in audit.get("groups", []) if item.get("kind") == "content" and item.get("auc", 0) >= 0.95]
+    if content:
+        caveats.append(f"Features of a random-init backbone separate the classes almost perfectly (AUC "
+                       f"{content[0]['auc']:.3f}): the classes differ in ways that need no learned knowledge, so "
+                       "near-perfect accuracies here say little about the pathology.")
+    return caveats
+
+
+def read_audit(path: Path | None) -> dict[str, Any] | None:
+    """The audit report at `path` (None when absent or not given: the answer then says nothing of it)."""
+    if path is None or not Path(path).is_file():
+        return None
+    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def _fmt(value: float) -> str:
     return f"{value:+.3f}" if np.isfinite(value) else "n/a"
 
 
-def answer_sentence(summary: pd.DataFrame, primary: str, positive: str, equivalents: Sequence[dict[str, Any]]) -> str:
-    """The answer for the primary metric in plain words."""
+def _ratios(values: Sequence[float]) -> str:
+    return ", ".join(f"{value:g} %" for value in values)
+
+
+def _best(arm_rows: pd.DataFrame, lower_better: bool) -> str:
+    """The highest test mean, named as descriptive, with every ratio within TIE_TOLERANCE of it."""
+    top = arm_rows["mean"].min() if lower_better else arm_rows["mean"].max()
+    tied = arm_rows[(arm_rows["mean"] - top).abs() < TIE_TOLERANCE].sort_values("ratio")
+    if len(tied) > 1:
+        return f"the highest test means (descriptive, tied within {TIE_TOLERANCE:g}) are at {_ratios(tied['ratio'])}"
+    return f"the highest test mean (descriptive, chosen on the test set) is at {tied['ratio'].iloc[0]:g} %"
+
+
+def _verdict(family_rows: pd.DataFrame, lower_better: bool, against: str) -> str:
+    significant = family_rows[family_rows["p_holm"] < 0.05]
+    if significant.empty:
+        return f"no ratio differs from {against} (smallest adjusted p = {family_rows['p_holm'].min():.3g})"
+    improves = (significant["mean_difference"] < 0) == lower_better
+    # A ratio significantly worse than 0 % is an answer too, never "no ratio differs".
+    return "; ".join(f"{word} than {against}: " + _ratios(significant["ratio"][chosen])
+                     for word, chosen in (("better", improves), ("worse", ~improves)) if chosen.any())
+
+
+def headroom_statement(rows: pd.DataFrame, primary: str) -> str:
+    """Whether the study could have seen a gain: the room the 0 % baseline leaves against the
+    smallest gain its confirmatory GAN tests detect with 80 % power."""
+    if not {"reference", "mde_80", "p_holm"} <= set(rows.columns):
+        return ""
+    reference = rows[(rows["arm"].isin(FAMILY_ARMS + ("real",))) & (rows["reference"].fillna("") == "")]
+    gan = rows[(rows["arm"] == "gan") & rows["mde_80"].notna() & rows["p_holm"].notna()]
+    if reference.empty or gan.empty or primary not in BOUNDED:
+        return ""
+    baseline = float(reference["mean"].iloc[0])
+    lower_better = primary in LOWER_IS_BETTER
+    room = baseline if lower_better else 1.0 - baseline
+    mde = float(gan["mde_80"].min())
+    if room < mde:
+        return (f"This study cannot detect a gain: the 0 % baseline is {baseline:.3f}, leaving at most "
+                f"+{room:.3f}, less than the smallest gain its tests detect with 80 % power (+{mde:.3f}); "
+                "'no ratio differs' here says nothing about whether the images help.")
+    return f"The smallest gain its tests detect with 80 % power is +{mde:.3f} (the baseline leaves +{room:.3f})."
+
+
+def answer_sentence(summary: pd.DataFrame, primary: str, positive: str, equivalents: Sequence[dict[str, Any]],
+                    design: str = "split", caveats: Sequence[str] = ()) -> str:
+    """The answer for the primary metric in plain words; `caveats` (what the audit or the backbone
+    means for the accuracy) come first."""
     name = METRIC_NAMES[primary]
     rows = summary[summary["metric"] == primary]
-    lower_better = primary == "test_loss"
-    opening = (f"Primary metric: {name} (positive class {positive!r}); intervals are 95 % paired bootstrap "
-               f"intervals over test images and seeds.")
-    parts = [opening]
-    for arm in ("gan", "classic"):
+    lower_better = primary in LOWER_IS_BETTER
+    method = rows["interval"].dropna().iloc[0] if "interval" in rows and rows["interval"].notna().any() else ""
+    design_words = ("one fixed train/validation/test split" if design == "split"
+                    else "repeated cross-validation, each fold its own test set")
+    parts = [*caveats, (f"Primary metric: {name} (positive class {positive!r}); design: {design_words}; "
+                        f"95 % intervals: {method}.")]
+    family = rows[rows["p_holm"].notna()] if "p_holm" in rows else rows.iloc[0:0]
+    correction = family["correction"].iloc[0] if len(family) and "correction" in family else ""
+    if correction:
+        parts.append(f"Confirmatory tests: {correction}; all other p-values are descriptive.")
+    for arm in FAMILY_ARMS:
         arm_rows = rows[(rows["arm"] == arm) & (rows["ratio"] > 0)]
         if arm_rows.empty:
             continue
-        best = arm_rows.sort_values("mean", ascending=lower_better).iloc[0]
-        significant = arm_rows[arm_rows["p_holm"] < 0.05]
-        improves = (significant["mean_difference"] < 0) == lower_better
-        text = (f"{ARM_TITLES[arm]}: the best ratio is {best['ratio']:g} % with {name} {best['mean']:.3f}, "
-                f"{_fmt(best['mean_difference'])} against 0 % (interval {_fmt(best['diff_ci_low'])} to "
-                f"{_fmt(best['diff_ci_high'])}); ")
-        if significant.empty:
-            text += (f"after Holm correction over {len(arm_rows)} ratio(s) no ratio differs from 0 % "
-                     f"(smallest adjusted p = {arm_rows['p_holm'].min():.3g}).")
-        else:
-            # A ratio significantly worse than 0 % is an answer too, never "no ratio differs".
-            verdicts = [f"{word} than 0 %: " + ", ".join(f"{r:g} %" for r in significant["ratio"][chosen])
-                        for word, chosen in (("better", improves), ("worse", ~improves)) if chosen.any()]
-            text += f"after Holm correction over {len(arm_rows)} ratio(s), {'; '.join(verdicts)}."
+        top = arm_rows.sort_values("mean", ascending=lower_better).iloc[0]
+        text = (f"{ARM_TITLES[arm]}: {_best(arm_rows, lower_better)}, {name} {top['mean']:.3f}, "
+                f"{_fmt(top['mean_difference'])} against 0 % (interval {_fmt(top['diff_ci_low'])} to "
+                f"{_fmt(top['diff_ci_high'])}, not adjusted for the choice); ")
+        tested = arm_rows[arm_rows["p_holm"].notna()]
+        text += (_verdict(tested, lower_better, "0 %") + "." if not tested.empty
+                 else "its ratios are outside the confirmatory test (descriptive only).")
         parts.append(text)
+    contrast = rows[rows["arm"] == CONTRAST_ARM].sort_values("ratio")
+    if not contrast.empty:
+        listed = "; ".join(f"{row.ratio:g} %: {_fmt(row.mean_difference)} ({_fmt(row.diff_ci_low)} to "
+                           f"{_fmt(row.diff_ci_high)})" for row in contrast.itertuples())
+        tested = contrast[contrast["p_holm"].notna()]
+        verdict = (_verdict(tested, lower_better, "classic augmentation") if not tested.empty
+                   else "descriptive only").replace("ratio differs", "ratio's GAN images differ")
+        parts.append(f"GAN minus classic augmentation at equal added counts, paired: {listed}; {verdict}.")
+    headroom = headroom_statement(rows, primary)
+    if headroom:
+        parts.append(headroom)
+    gan = rows[rows["arm"] == "gan"]
+    if design == "split" and len(gan) and "n_gan_seeds" in gan and gan["n_gan_seeds"].max() <= 1:
+        parts.append("With one generator, the intervals hold for this generator's images: its own run-to-run "
+                     "variation is not in them (several GAN seeds, or the CV design, show it).")
     curve = rows[rows["arm"] == "real"].sort_values("real_fraction")
     if len(curve) > 1:
         smallest, full = curve.iloc[0], curve.iloc[-1]
@@ -263,7 +447,8 @@ def answer_sentence(summary: pd.DataFrame, primary: str, positive: str, equivale
     elif equivalents:
         listed = "; ".join(f"{item['ratio']:g} % GAN: {item['words']} (interval {item['interval_words']})"
                            for item in equivalents)
-        parts.append(f"Real-image equivalents on the learning curve: {listed}.")
+        parts.append(f"Real-image equivalents (the real images per class whose addition at the top of the fitted "
+                     f"learning curve gains what each GAN ratio gains over 0 %): {listed}.")
     return " ".join(parts)
 
 
@@ -272,25 +457,28 @@ def write_report(
     baseline: Sequence[dict[str, Any]],
 ) -> tuple[dict[str, Path], dict[str, Any]]:
     """results.csv, summary.csv, answer.json and every figure under `out`."""
-    results = results_table(rows)
+    batch_size = getattr(options, "batch_size", None)
+    results = results_table(rows, batch_size)
+    budgets, budget_warning = training_budgets(rows, batch_size)
+    warnings = [*warnings, *([budget_warning] if budget_warning else [])]
     written = {"results": out / "results.csv", "summary": out / "summary.csv", "answer": out / "answer.json",
                "figures": out / "figures"}
     atomic_write_text(written["results"], results.to_csv(index=False))
-    design = getattr(options, "design", "split")
-    all_rows = rows
-    if design == "cv":  # provisional, until the cv inference lands: out-of-fold replicates
-        rows, baseline = pool_folds(rows, baseline, int(options.gan_seeds))
-        results = results_table(rows)
-        warnings = [*warnings, POOLED_CAVEAT]
     primary, positive = options.primary, str(options.positive_class)
-    summary, replicated, _ = bootstrap_summary(results, rows, baseline, primary, options.bootstrap,
-                                               options.bootstrap_seed)
-    for key in ("positive_class", "backbone", "weights", "head", "split", "design"):
+    design = getattr(options, "design", None) or _design(rows)
+    summary = inference_summary(results, rows, baseline, primary, getattr(options, "primary_ratio", None))
+    for key in ("positive_class", "backbone", "weights", "head", "split"):
         summary[key] = results[key].iloc[0]
+    summary["design"] = design
     summary["warnings"] = " | ".join(warnings)
     atomic_write_text(written["summary"], summary.to_csv(index=False))
+    replicated = (bootstrap_replicates(rows, primary, options.bootstrap, options.bootstrap_seed)
+                  if design == "split" and "real" in set(results["arm"]) else None)
     equivalents = real_equivalents(summary, replicated, primary)
-    sentence = f"{DESIGN_NOTES[design]} {answer_sentence(summary, primary, positive, equivalents)}"
+    audit = read_audit(getattr(options, "audit", None))
+    weights = str(results["weights"].iloc[0])
+    caveats = _audit_caveats(audit, weights)
+    sentence = f"{answer_sentence(summary, primary, positive, equivalents, design, caveats)} {DESIGN_NOTES[design]}"
     figures = written["figures"]
     caption_tail = f"Positive class: {positive}. {title}."
     listed: list[dict[str, str]] = []
@@ -304,13 +492,13 @@ def write_report(
         plots.arms_vs_added(results, summary, metric, f"{title}\npositive class: {positive}", stem)
         role = "Primary metric" if index == 0 else "Secondary metric (uncorrected)"
         add(stem, f"{role}: test {METRIC_NAMES[metric]} against the images added (% of the real train count "
-                  f"per class), one line per arm; means over seeds with 95 % paired bootstrap intervals (test "
-                  f"images x seeds), each seed as a point. {caption_tail}")
+                  f"per class), one line per arm; means over cells with 95 % intervals "
+                  f"({summary['interval'].iloc[0]}), each seed as a point. {caption_tail}")
         if index == 0 and "real" in set(results["arm"]):
             curve = figures / "learning_curve"
             plots.learning_curve(summary, metric, equivalents, f"{title}\npositive class: {positive}", curve)
             add(curve, f"Learning curve: test {METRIC_NAMES[metric]} against real train images per class "
-                       f"(real arm), with 95 % paired bootstrap intervals; dashed lines: GAN ratios, read off "
+                       f"(real arm), with 95 % intervals; dashed lines: GAN ratios, read off "
                        f"as real-image equivalents. {caption_tail}")
     matrices: dict[str, np.ndarray] = {}
     for arm, ratio, fraction in dict.fromkeys((row[0], row[1], row[2]) for row in rows):
@@ -321,7 +509,7 @@ def write_report(
     plots.confusion_grid(matrices, rows[0][4]["class_names"], title, stem)
     add(stem, "Confusion matrices on the test set, counts summed over seeds, each row's share shaded.")
     stem = figures / "training_curves"
-    first_fold = [row for row in all_rows if not row[4].get("repeat") and not row[4].get("fold")
+    first_fold = [row for row in rows if not row[4].get("repeat") and not row[4].get("fold")
                   and not row[4].get("gan_seed")]
     plots.training_curves(curves_table(first_fold), title, stem)
     add(stem, "Training curves: plain cross-entropy (without regularisation penalties) on train and validation "
@@ -329,10 +517,18 @@ def write_report(
               "epoch whose weights were kept.")
     answer = {
         "primary_metric": primary, "positive_class": positive, "sentence": sentence, "warnings": list(warnings),
-        "figures": listed, "interval": BOOTSTRAP_METHOD, "bootstrap_replicates": options.bootstrap,
-        "arms": list(options.arms), "title": title, "weights": str(results["weights"].iloc[0]),
+        "figures": listed, "interval": str(summary["interval"].iloc[0]),
         "design": {"design": design, "folds": getattr(options, "folds", 1), "repeats": getattr(options, "repeats", 1),
                    "gan_seeds": getattr(options, "gan_seeds", 1), "note": DESIGN_NOTES[design]},
+        "equivalent_interval": "paired bootstrap over test images and seeds (split design only)",
+        "bootstrap_replicates": options.bootstrap,
+        "arms": list(options.arms), "title": title, "weights": weights,
+        "random_init_backbone": "random" in weights.lower(), "caveats": caveats,
+        "audit": None if audit is None else {
+            "verdict": audit.get("verdict"), "shortcuts": audit.get("shortcuts", []),
+            "partial_shortcuts": [cue.get("sentence") for cue in audit.get("partial_shortcuts", [])],
+            "flags": audit.get("flags", [])},
+        "median_kept_steps": budgets,
         "real_equivalents": [{key: (value if not isinstance(value, float) or np.isfinite(value) else str(value))
                               for key, value in item.items()} for item in equivalents],
     }

@@ -1,40 +1,23 @@
-"""Intervals and paired comparisons that include test-set sampling: a bootstrap over test images
-(stratified by class) and seeds.
+"""Test-set resampling shared by every cell, and Holm's correction.
 
-Replicate b draws the seeds with replacement and, independently, the test images with
-replacement within each class. The *same* draw is applied to every cell of the sweep, so the
-difference between two ratios (or arms) in replicate b is a paired difference: it compares the two
-classifiers on the same resampled test images and seeds. A metric's replicate value is the mean
-over the drawn seeds of that seed's metric on the drawn test images (computed from multiplicity
-weights, `weighted_metrics`). Intervals are percentile intervals of the replicates, so a metric
-bounded to [0, 1] keeps an interval inside [0, 1]. The p-value of a difference is the two-sided
-bootstrap p-value, 2 x min(share of replicates <= 0, share >= 0), with the +1 correction of
-Davison & Hinkley (1997), so it is never 0: the smallest value B replicates can show is 2/(B+1).
-A seed-only t-interval (test images held fixed) is kept as an extra, labelled column.
+Replicate b draws the seeds with replacement and, independently, the test images with replacement
+within each class; the *same* draw is applied to every cell, so the difference of two groups in
+replicate b is paired. A metric's replicate value is the mean over the drawn seeds of that seed's
+metric on the drawn test images (`weighted_metrics`, from multiplicity weights). The sweep's
+intervals and tests are `augstudy.classify.inference`'s (a percentile bootstrap over 5 seeds is
+anti-conservative); these replicates serve the real-image equivalents' intervals, and
+`weighted_metrics` also gives inference its delete-one-image values.
 """
 
 from __future__ import annotations
 
-import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from augstudy.classify.metrics import EPSILON, METRICS
-
-BOOTSTRAP_METHOD = "paired bootstrap over test images (stratified by class) and seeds"
-
-
-def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """The seed-only t-based confidence interval of the mean; NaN for fewer than 2 values."""
-    values = np.asarray(values, dtype=np.float64)
-    values = values[~np.isnan(values)]
-    if len(values) < 2:
-        return float("nan"), float("nan")
-    half = stats.t.ppf((1 + level) / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
-    return float(values.mean() - half), float(values.mean() + half)
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:
@@ -88,42 +71,44 @@ def _weighted_auc(is_positive: np.ndarray, score: np.ndarray, weights: np.ndarra
     return _ratio(np.einsum("bp,pn,bn->b", w_pos, wins, w_neg), w_pos.sum(1) * w_neg.sum(1))
 
 
-def weighted_metrics(y_true: np.ndarray, proba: np.ndarray, positive: int, weights: np.ndarray) -> dict[str, np.ndarray]:
-    """Every metric of `METRICS` for each row of multiplicity `weights` (B, n): the metric of the
-    test set in which image i appears weights[b, i] times. Agrees with `classification_metrics`
-    on the repeated images (tested); vectorised because a sweep needs ~10^5 of them."""
+def weighted_metrics(
+    y_true: np.ndarray, proba: np.ndarray, positive: int, weights: np.ndarray, names: Sequence[str] = METRICS,
+) -> dict[str, np.ndarray]:
+    """The metrics `names` (default: all of `METRICS`) for each row of multiplicity `weights` (B, n):
+    the metric of the test set in which image i appears weights[b, i] times. Agrees with
+    `classification_metrics` on the repeated images (tested); vectorised because a sweep needs ~10^5
+    of them, and ROC AUC (the costly one) is computed only when asked for."""
     y_true = np.asarray(y_true, dtype=np.int64)
     n_classes = proba.shape[1]
     y_pred = proba.argmax(axis=1)
     total = weights.sum(axis=1)
-    recall, specificity, f1 = [], [], []
-    for k in range(n_classes):
-        tp = weights @ ((y_true == k) & (y_pred == k)).astype(float)
-        fn = weights @ ((y_true == k) & (y_pred != k)).astype(float)
-        fp = weights @ ((y_true != k) & (y_pred == k)).astype(float)
-        tn = total - tp - fn - fp
-        recall.append(_ratio(tp, tp + fn))
-        specificity.append(_ratio(tn, tn + fp))
-        f1.append(np.where(2 * tp + fp + fn > 0, _ratio(2 * tp, 2 * tp + fp + fn), 0.0))
-    recalls = np.stack(recall, axis=1)
-    log_loss = -np.log(np.clip(proba[np.arange(len(y_true)), y_true], EPSILON, 1 - EPSILON))
-    result = {
-        "accuracy": _ratio(weights @ (y_pred == y_true).astype(float), total),
-        "balanced_accuracy": np.nanmean(recalls, axis=1),
-        "test_loss": _ratio(weights @ log_loss, total),
-    }
-    if n_classes == 2:
-        result |= {"sensitivity": recall[positive], "specificity": specificity[positive], "f1": f1[positive],
-                   "roc_auc": _weighted_auc(y_true == positive, proba[:, positive], weights)}
-    else:
-        result |= {
-            "sensitivity": result["balanced_accuracy"],
-            "specificity": np.nanmean(np.stack(specificity, axis=1), axis=1),
-            "f1": np.mean(np.stack(f1, axis=1), axis=1),
-            "roc_auc": np.nanmean(np.stack([_weighted_auc(y_true == k, proba[:, k], weights)
-                                            for k in range(n_classes)], axis=1), axis=1),
-        }
-    return {name: result[name] for name in METRICS}
+    classes = np.arange(n_classes)
+    is_true, is_pred = y_true[:, None] == classes, y_pred[:, None] == classes
+    # every count in one product: per class tp, fn, fp, then the correct predictions
+    counts = weights @ np.column_stack([is_true & is_pred, is_true & ~is_pred, ~is_true & is_pred,
+                                        y_pred == y_true]).astype(float)
+    tp, fn, fp = (counts[:, part * n_classes:(part + 1) * n_classes] for part in range(3))
+    tn = total[:, None] - tp - fn - fp
+    recall, specificity = _ratio(tp, tp + fn), _ratio(tn, tn + fp)
+    f1 = np.where(2 * tp + fp + fn > 0, _ratio(2 * tp, 2 * tp + fp + fn), 0.0)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a class absent from a replicate: NaN, as intended
+        result = {"accuracy": _ratio(counts[:, -1], total), "balanced_accuracy": np.nanmean(recall, axis=1)}
+        if n_classes == 2:
+            result |= {"sensitivity": recall[:, positive], "specificity": specificity[:, positive],
+                       "f1": f1[:, positive]}
+        else:
+            result |= {"sensitivity": result["balanced_accuracy"], "specificity": np.nanmean(specificity, axis=1),
+                       "f1": np.mean(f1, axis=1)}
+    if "test_loss" in names:
+        log_loss = -np.log(np.clip(proba[np.arange(len(y_true)), y_true], EPSILON, 1 - EPSILON))
+        result["test_loss"] = _ratio(weights @ log_loss, total)
+    if "roc_auc" in names:
+        aucs = [_weighted_auc(y_true == k, proba[:, k], weights) for k in ([positive] if n_classes == 2 else classes)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            result["roc_auc"] = aucs[0] if n_classes == 2 else np.nanmean(np.stack(aucs, axis=1), axis=1)
+    return {name: result[name] for name in names}
 
 
 def replicate_values(per_seed: np.ndarray, draws: BootstrapDraws) -> np.ndarray:
@@ -132,54 +117,6 @@ def replicate_values(per_seed: np.ndarray, draws: BootstrapDraws) -> np.ndarray:
     b = np.arange(per_seed.shape[1])[:, None]
     with np.errstate(invalid="ignore"):
         return np.nanmean(per_seed[draws.seeds, b], axis=1) if per_seed.size else np.full(len(b), np.nan)
-
-
-def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    values = replicates[~np.isnan(replicates)]
-    if not len(values):
-        return float("nan"), float("nan")
-    low, high = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
-    return float(low), float(high)
-
-
-def bootstrap_p_value(differences: np.ndarray) -> float:
-    """Two-sided bootstrap p-value that a paired difference is 0; never 0, at most 1."""
-    values = differences[~np.isnan(differences)]
-    if not len(values):
-        return float("nan")
-    below = (1 + np.sum(values <= 0)) / (len(values) + 1)
-    above = (1 + np.sum(values >= 0)) / (len(values) + 1)
-    return float(min(1.0, 2 * min(below, above)))
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """One group of cells against its reference, on one metric."""
-
-    mean: float
-    ci: tuple[float, float]
-    difference: float
-    difference_ci: tuple[float, float]
-    p_value: float
-
-
-def compare(
-    group: np.ndarray, reference: np.ndarray | None, group_point: np.ndarray, reference_point: np.ndarray | None,
-    draws: BootstrapDraws, level: float = 0.95,
-) -> Comparison:
-    """`group` and `reference`: (n_seeds, B) per-seed replicate values; `*_point`: (n_seeds,) values
-    on the full test set. The reference is None for the reference group itself."""
-    replicates = replicate_values(group, draws)
-    mean = float(np.nanmean(group_point)) if np.any(~np.isnan(group_point)) else float("nan")
-    if reference is None or reference_point is None:
-        return Comparison(mean, percentile_interval(replicates, level), float("nan"), (float("nan"),) * 2,
-                          float("nan"))
-    differences = replicates - replicate_values(reference, draws)
-    return Comparison(
-        mean, percentile_interval(replicates, level),
-        float(np.nanmean(group_point) - np.nanmean(reference_point)),
-        percentile_interval(differences, level), bootstrap_p_value(differences),
-    )
 
 
 def per_seed_replicates(

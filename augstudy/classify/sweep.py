@@ -188,6 +188,8 @@ class SweepOptions:
     cache_dir: Path | None = None  # default: <augstudy cache>/classifier-features
     feature_batch_size: int = ranged(32, low=1, integer=True)
     primary: str = "balanced_accuracy"
+    primary_ratio: float | None = None  # the one pre-declared confirmatory GAN ratio; None: Holm over all
+    audit: Path | None = None  # audit.json whose verdict the answer states first (when the file exists)
     bootstrap: int = ranged(2000, low=MIN_BOOTSTRAP, high=MAX_BOOTSTRAP, integer=True)
     bootstrap_seed: int = ranged(0, low=0, integer=True)
     positive_class: str | None = None  # default: see metrics.positive_class
@@ -368,6 +370,9 @@ def resolve_options(options: SweepOptions, data: PreparedData) -> SweepOptions:
     if any(arm in ("gan", "classic") for arm in arms):
         _require(0 in ratios, f"--ratios {','.join(map(str, ratios))}: include 0, the real-only reference "
                               "every ratio is compared with")
+    _require(options.primary_ratio is None or ("gan" in arms and options.primary_ratio in ratios
+                                               and options.primary_ratio > 0),
+             f"--primary-ratio {options.primary_ratio}: name one of the gan arm's --ratios above 0")
     fractions = tuple(options.real_fractions)
     _require(bool(fractions) and all(0 < f <= 100 for f in fractions) and len(set(fractions)) == len(fractions),
              f"--real-fractions {','.join(map(str, fractions))}: give distinct percentages in (0, 100]")
@@ -852,9 +857,14 @@ def _run_sweep(options: SweepOptions) -> SweepOutcome:
 @click.option("--feature-batch-size", type=RangedNumber(SweepOptions, "feature_batch_size"),
               default=32, show_default=True, help="Images per backbone pass.")
 @click.option("--primary", type=click.Choice(list(METRICS)), default="balanced_accuracy", show_default=True,
-              help="The primary metric: Holm-corrected over the ratios; the others are secondary, uncorrected.")
+              help="The primary metric: its confirmatory tests are Holm-corrected; the others are secondary, uncorrected.")
+@click.option("--audit", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="audit.json of `augstudy audit`: the answer starts with what its flags mean for the accuracy.")
+@click.option("--primary-ratio", type=float,
+              help="Pre-declare one GAN ratio (%) as the single confirmatory test against 0 %  "
+                   "[default: every ratio and GAN - classic contrast, Holm-corrected together]")
 @click.option("--bootstrap", type=RangedNumber(SweepOptions, "bootstrap"), default=2000, show_default=True,
-              help="Bootstrap replicates over test images and seeds (intervals and p-values).")
+              help="Bootstrap replicates over test images and seeds (real-image equivalents' intervals).")
 @click.option("--bootstrap-seed", type=RangedNumber(SweepOptions, "bootstrap_seed"), default=0,
               show_default=True, help="Seed of the bootstrap draws.")
 @click.option("--positive-class",

@@ -40,6 +40,7 @@ from augstudy.metrics.images import (
     fake_kinds_warning,
     iter_loaded,
     open_source,
+    prepared_heldout_images,
     stack_nchw,
 )
 from augstudy.metrics.inception import InceptionUnavailableError
@@ -377,6 +378,21 @@ def _measure_class(
                 fake_features,
                 memo,
             )
+            heldout = prepared_heldout_images(real.path, class_name) if real.layout == "prepared" else ()
+            if heldout:
+                # a synthetic near-copy of a validation or test image (a duplicate of a train image the
+                # GAN saw) would carry that image into training
+                held_loaded = list(iter_loaded(heldout))
+                check = memorisation_check(
+                    [_display_name(loaded.ref, real.path) for loaded in held_loaded],
+                    [_display_name(loaded.ref, fake.path) for loaded in fake_loaded],
+                    pixel_vectors([loaded.pixels for loaded in held_loaded], memo.pixel_size),
+                    pixel_vectors(fake_images, memo.pixel_size),
+                    options=memo,
+                )
+                result["memorisation_heldout"] = {
+                    "compared_with": "validation and test images of the prepared folder (pixel space)",
+                    "num_heldout": len(heldout), "num_flagged": check["num_flagged"], "flagged": check["flagged"]}
     return result
 
 

@@ -225,6 +225,12 @@ def _prepared_source(root: Path) -> ImageSource:
     return ImageSource(root, "prepared", True, classes)
 
 
+def prepared_heldout_images(root: Path, class_name: str) -> tuple[ImageRef, ...]:
+    """The validation and test images of one class in a prepared folder (none when absent)."""
+    return tuple(ref for split in ("valid", "test") if (root / "images" / split / class_name).is_dir()
+                 for ref in _images_under(root / "images" / split / class_name))
+
+
 def _files_in_zip(files: tuple[ImageRef, ...], members: tuple[ImageRef, ...]) -> tuple[ImageRef, ...]:
     """The members of a GAN zip, named by the train files they were stored from where the bytes match.
 

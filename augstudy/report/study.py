@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,8 +58,11 @@ def write_study_report(study: Study) -> Path:
     _answer_section(doc, study, outputs)
     _audit_section(doc, study)
     _figures_section(doc, study, outputs)
-    doc.add(Paragraph(f"Config: `{study.config.path}`. Re-run (resumes, skips finished steps):"),
-            Code(f"augstudy run {study.config.path} --out {out}"))
+    local = study.config.source != "phantom" and not study.config.source.startswith("kaggle:")
+    doc.add(Paragraph(f"Config: `{study.config.path.name}`. Re-run from the config's folder (resumes, skips "
+                      "finished steps):"),
+            Code(f"augstudy run {study.config.path.name} --out {_from_config(study, out)}"
+                 + (f" --source {_from_config(study, Path(study.config.source))}" if local else "")))
     _data_section(doc, study)
     _gan_section(doc, study)
     for split, results in outputs.items():
@@ -68,6 +72,11 @@ def write_study_report(study: Study) -> Path:
     atomic_write_text(report, doc.to_markdown())
     atomic_write_text(out / "report.html", doc.to_html())
     return report
+
+
+def _from_config(study: Study, path: Path) -> str:
+    """A path as seen from the config's folder, so a committed report names no machine's absolute paths."""
+    return Path(os.path.relpath(Path(path).resolve(), study.config.path.resolve().parent)).as_posix()
 
 
 def _rel(study: Study, path: Path) -> str:
@@ -192,7 +201,7 @@ def _data_section(doc: Document, study: Study) -> None:
         return
     classes = report["classes"]
     doc.add(Paragraph(
-        f"Source `{report['source']}`, {report['files']} files, {report['readable']} readable, "
+        f"Source `{_shown_source(study, str(report['source']))}`, {report['files']} files, {report['readable']} readable, "
         f"{len(report['unreadable'])} unreadable (listed in prepared/report.json). Every image was brought to "
         f"{report['resolution']} px square ({report['fit']}), {report['channels']} channel(s), so that image "
         f"size cannot leak the label. Split used by the GAN: `{report['split']}`."))
@@ -221,16 +230,39 @@ def _data_section(doc: Document, study: Study) -> None:
                        f"{_rel(study, pool / 'generate_options.json')})"))
 
 
+def _distinct(files: list[Path], manifest: Path) -> list[Path]:
+    """One file per duplicate group of prepare's manifest (the official split keeps copies of a slice)."""
+    if not manifest.is_file():
+        return files
+    with open(manifest, newline="", encoding="utf-8") as handle:
+        group_of = {row["image"]: row.get("dup_group") or row["image"] for row in csv.DictReader(handle)}
+    seen: set[str] = set()
+    kept = []
+    for path in files:
+        name = path.relative_to(manifest.parent).as_posix()
+        group = group_of.get(name, name)
+        if group not in seen:
+            seen.add(group)
+            kept.append(path)
+    return kept
+
+
+def _shown_source(study: Study, source: str) -> str:
+    return _from_config(study, Path(source)) if Path(source).is_absolute() else source
+
+
 def image_grid(real: Path, pool: Path, classes: list[str], out: Path) -> tuple[Path, int] | None:
-    """Real and synthetic images side by side, one row per class, tiles upscaled to >= GRID_TILE px.
+    """Real and synthetic images side by side, one row per class, tiles upscaled to >= GRID_TILE px;
+    real tiles are distinct slices (one per duplicate group when `real` is a prepared folder's split).
 
     Returns the PNG path and the tile side, or None when a class has no real image. Synthetic
     tiles are left out (blank) where the pool lacks the class.
     """
     rows = []
     side = 0
+    manifest = real.parent.parent / "manifest.csv"  # PREPARED/images/<split> -> PREPARED/manifest.csv
     for name in classes:
-        real_files = sorted((real / name).glob("*.png"))[:GRID_PER_CLASS]
+        real_files = _distinct(sorted((real / name).glob("*.png")), manifest)[:GRID_PER_CLASS]
         if not real_files:
             return None
         fake_files = sorted((pool / name).glob("*.png"))[:GRID_PER_CLASS] if (pool / name).is_dir() else []

@@ -139,3 +139,50 @@ def test_backbone_features_share_the_sweeps_cache(tmp_path: Path) -> None:
                                            input_size=32, cache_dir=cache), prepared)
     folder = cache / f"resnet50-32px-{Sweep(options, prepared, {}).feature_spec().digest()}"
     assert len(list(folder.glob("*/*.npy"))) == 20
+
+
+def test_a_flagged_size_cue_is_also_read_from_the_prepared_pixels(tmp_path: Path) -> None:
+    """Widths differ by class and every image is resized to 32 px: does the cue reach the pixels the
+    classifier sees? Here it does, because shrinking a wider noise image averages more pixels (its
+    prepared contrast is lower), a trace a classifier can learn."""
+    report = _audit(_prepared(tmp_path, size_leaks=True), tmp_path / "audit")
+    size = next(item for item in report["groups"] if item["name"] == "size")
+    survival = size["from_prepared_pixels"]
+    assert survival["target"] == "log_area above its median"
+    assert survival["survives"] == (survival["auc"] >= 0.7) and survival["survives"]
+    assert "survives preparation" in survival["sentence"]
+    quiet = _audit(_prepared(tmp_path / "quiet", size_leaks=False), tmp_path / "quiet-audit")
+    assert all("from_prepared_pixels" not in item for item in quiet["groups"])  # nothing flagged, nothing asked
+
+
+def _entry(**fields) -> dict:
+    return {"auc": 0.69, "p_value": 1.7e-12, "flagged": False, "weak": False, "exclusive": [], **fields}
+
+
+def test_flags_follow_the_evidence_not_only_the_line() -> None:
+    """The committed chest CT audit: padding at AUC 0.693 with p = 1.7e-12 read "does not predict", and
+    colour (all 32 colour images normal) read "does not predict" too."""
+    from augstudy.audit.features import FeatureGroup
+    from augstudy.audit.run import _sentence
+
+    padding = FeatureGroup("padding", "padding after --fit pad", "metadata", ("a",), np.zeros((2, 1)))
+    assert _sentence(padding, _entry(weak=True), ("normal", "squamous"), 0.7).startswith(
+        "Padding after --fit pad weakly predicts the label: AUC 0.69, p = 1.7e-12")
+    colour = FeatureGroup("colour", "colour content of the source file", "metadata", ("has_colour",), np.zeros((2, 1)))
+    cue = {"sentence": "All 32 images with has_colour are normal: a classifier can label them from that alone."}
+    text = _sentence(colour, _entry(auc=0.55, p_value=0.05, exclusive=[cue]), ("normal", "squamous"), 0.7)
+    assert "does not predict the label overall" in text and "All 32 images with has_colour are normal" in text
+
+
+def test_histogram_wording_follows_the_class_means() -> None:
+    """Squamous (the lesion class) p99 133 vs normal 240: darker, so "a bright lesion" cannot explain it."""
+    from augstudy.audit.features import FeatureGroup
+    from augstudy.audit.run import _sentence
+
+    histogram = FeatureGroup("histogram", "intensity histogram of the prepared image", "content", ("p99",),
+                             np.zeros((2, 1)))
+    darker = _entry(auc=0.98, flagged=True, class_means={"normal": {"p99": 239.8}, "squamous": {"p99": 133.5}})
+    text = _sentence(histogram, darker, ("normal", "squamous"), 0.7)
+    assert "the lesion class is the darker one" in text and "bright lesion can do that" not in text
+    brighter = _entry(auc=0.98, flagged=True, class_means={"normal": {"p99": 120.0}, "squamous": {"p99": 200.0}})
+    assert "a large, bright lesion can do that" in _sentence(histogram, brighter, ("normal", "squamous"), 0.7)

@@ -13,7 +13,7 @@ from PIL import Image
 
 from augstudy.classify.classic import ClassicRecipe, augment, classic_pool, copies_per_image
 from augstudy.classify.data import LabelledImage, read_prepared
-from augstudy.classify.equivalence import describe, equivalent_interval, is_flat, real_equivalent
+from augstudy.classify.equivalence import describe, equivalent_interval, is_flat, real_equivalent, span
 from augstudy.classify.features import ImageRef
 from augstudy.classify.sweep import nested_real_subset
 from augstudy.classify.toydata import write_toy_study
@@ -74,50 +74,58 @@ COUNTS = np.array([10.0, 20.0, 30.0, 40.0])
 CURVE = np.array([0.60, 0.70, 0.75, 0.80])
 
 
-def test_real_image_equivalent_inside_the_curve_interpolates() -> None:
-    # 0.725 lies halfway between 20 (0.70) and 30 (0.75) images: 25, i.e. 15 fewer than the full 40
-    assert real_equivalent(COUNTS, CURVE, 0.725, 40) == pytest.approx(-15.0)
-    assert real_equivalent(COUNTS, CURVE, 0.70, 40) == pytest.approx(-20.0)
-    # a dip is pooled with its neighbour (isotonic regression): 20 and 30 images both read 0.675, so
-    # 0.75 lies 0.6 of the way from 30 (0.675) to 40 (0.80): 36 images, 4 fewer than the full 40
-    assert real_equivalent(COUNTS, np.array([0.6, 0.7, 0.65, 0.8]), 0.75, 40) == pytest.approx(-4.0)
+def test_real_image_equivalent_reads_the_gain_at_the_top_of_the_fitted_curve() -> None:
+    # a gain of 0.05 is what the last 10 images brought (30 -> 40: 0.75 -> 0.80); 0.025 is half of that
+    assert real_equivalent(COUNTS, CURVE, 0.05) == pytest.approx(10.0)
+    assert real_equivalent(COUNTS, CURVE, 0.025) == pytest.approx(5.0)
+    # a dip is pooled with its neighbour (isotonic regression): 20 and 30 images both read 0.675, so a
+    # gain of 0.05 (target 0.75) lies 0.6 of the way from 30 to 40 images: 36, i.e. the last 4 images
+    assert real_equivalent(COUNTS, np.array([0.6, 0.7, 0.65, 0.8]), 0.05) == pytest.approx(4.0)
+
+
+def test_real_image_equivalent_is_anchored_at_the_fit_and_never_negative() -> None:
+    """The issue's curve 0.90, 0.95, 0.97, 0.96: a GAN value equal to the baseline read "-50.5 real
+    images per class" when anchored at the raw 100 % point."""
+    curve = np.array([0.90, 0.95, 0.97, 0.96])
+    assert real_equivalent(COUNTS, curve, 0.0) == 0.0
+    assert real_equivalent(COUNTS, curve, -0.04) == 0.0 and describe(0.0, 30) == "no gain: 0 real images per class"
+    # fitted: 0.90, 0.95, 0.965, 0.965; a gain of 0.005 reads at 0.96, 2/3 of the way from 20 to 30 images
+    assert real_equivalent(COUNTS, curve, 0.005) == pytest.approx(40 - (20 + 10 * 0.01 / 0.015))
+
+
+def test_a_gain_beyond_the_curve_is_one_sided() -> None:
+    assert real_equivalent(COUNTS, CURVE, 0.20) == pytest.approx(30.0)
+    assert real_equivalent(COUNTS, CURVE, 0.25) == float("inf")
+    assert describe(float("inf"), span(COUNTS)) == "at least 30.0 real images per class (beyond the curve's span)"
+    assert describe(15.0, 30) == "15.0 real images per class"
 
 
 def test_a_lucky_small_data_point_does_not_set_the_curve() -> None:
     # 25 % of the real data scored above 50 % and 75 % by chance: the three are pooled (0.70333 at 10 to 30
-    # images), so a GAN value of 0.72 reads between 30 and 40 images, not 10 (a peak the data cannot hold up)
+    # images), so a gain of 0.08 (target 0.72) reads between 30 and 40 images, not at 10
     noisy = np.array([0.72, 0.69, 0.70, 0.80])
     pooled = (0.72 + 0.69 + 0.70) / 3
-    assert real_equivalent(COUNTS, noisy, 0.72, 40) == pytest.approx(30 + 10 * (0.72 - pooled) / (0.80 - pooled) - 40)
+    assert real_equivalent(COUNTS, noisy, 0.08) == pytest.approx(40 - (30 + 10 * (0.72 - pooled) / (0.80 - pooled)))
 
 
 def test_a_flat_learning_curve_gives_no_equivalent() -> None:
-    # More real images never helped (the isotonic fit is one pooled level, 0.98125): the curve cannot say
-    # how many real images any value is worth. A GAN value above the full-data point (0.975) must not read
-    # "below the curve" (worth less than dropping 75 % of the real images), nor any value "beyond" it.
+    # More real images never helped (the isotonic fit is one pooled level): the curve cannot say how many
+    # real images any gain is worth.
     flat = np.array([0.99, 0.98, 0.98, 0.975])
-    assert all(np.isnan(real_equivalent(COUNTS, flat, value, 40)) for value in (0.978, 0.98125, 0.985, 0.97))
+    assert all(np.isnan(real_equivalent(COUNTS, flat, gain)) for gain in (0.003, 0.0, 0.01, -0.005))
     assert is_flat(COUNTS, flat) and not is_flat(COUNTS, CURVE)
     # replicates whose curve is flat cannot narrow the interval: they count as unbounded on both sides
     curves = np.stack([CURVE, CURVE, flat, flat], axis=1)
-    low, high = equivalent_interval(COUNTS, curves, np.array([0.70, 0.75, 0.978, 0.978]), 40, level=0.5)
-    assert low == float("-inf") and high == float("inf")
-
-
-def test_real_image_equivalent_at_the_edge_and_beyond() -> None:
-    assert real_equivalent(COUNTS, CURVE, 0.80, 40) == 0.0
-    assert real_equivalent(COUNTS, CURVE, 0.60, 40) == -30.0
-    assert real_equivalent(COUNTS, CURVE, 0.81, 40) == float("inf") and describe(float("inf")) == "beyond the curve"
-    assert real_equivalent(COUNTS, CURVE, 0.50, 40) == float("-inf") and describe(float("-inf")) == "below the curve"
-    assert describe(-15.0) == "-15.0 real images per class"
+    low, high = equivalent_interval(COUNTS, curves, np.array([0.05, 0.05, 0.01, 0.01]), level=0.5)
+    assert low == 0.0 and high == float("inf")
 
 
 def test_equivalent_interval_follows_the_bootstrap_replicates() -> None:
     curves = np.repeat(CURVE[:, None], 4, axis=1)
-    values = np.array([0.70, 0.725, 0.75, 0.90])  # the last replicate is beyond the curve
-    low, high = equivalent_interval(COUNTS, curves, values, 40, level=0.5)
-    assert low == pytest.approx(-20.0) and high == pytest.approx(-10.0)
-    _, high = equivalent_interval(COUNTS, curves, values, 40, level=0.95)
+    gains = np.array([0.025, 0.05, 0.10, 0.30])  # the last replicate is beyond the curve
+    low, high = equivalent_interval(COUNTS, curves, gains, level=0.5)
+    assert low == pytest.approx(5.0) and high == pytest.approx(20.0)  # of 5, 10, 20, beyond
+    _, high = equivalent_interval(COUNTS, curves, gains, level=0.95)
     assert high == float("inf")
 
 
@@ -130,7 +138,7 @@ def test_the_answer_does_not_call_a_ratio_that_beats_0_percent_below_a_flat_curv
              "n_real_per_class": 92.5 * fraction / 100}
             for fraction, mean in ((25, 0.989), (50, 0.981), (75, 0.985), (100, 0.976))]
     rows.append({"arm": "gan", "ratio": 25, "real_fraction": 100, "metric": "balanced_accuracy", "mean": 0.981,
-                 "n_real_per_class": 92.5})
+                 "mean_difference": 0.005, "n_real_per_class": 92.5})
     replicated = {("real", 0, row["real_fraction"]): {"balanced_accuracy": np.full(10, row["mean"])}
                   for row in rows[:4]} | {("gan", 25, 100): {"balanced_accuracy": np.full(10, 0.981)}}
     [item] = real_equivalents(pd.DataFrame(rows), replicated, "balanced_accuracy")

@@ -71,6 +71,8 @@ CASES = [
     ("sweep --input-size 0 --data {prepared} --out {root}/o5", "0: must be an integer in [32, 8192]"),
     ("sweep --seeds 0 --data {prepared} --out {root}/o5", "0: must be an integer >= 1"),
     ("sweep --ratios 0,-5 --data {prepared} --out {root}/o5", "percentages >= 0"),
+    ("sweep --ratios 0,50 --primary-ratio 30 --data {prepared} --out {root}/o5",
+     "--primary-ratio 30.0: name one of the gan arm's --ratios above 0"),
     ("sweep --data {missing} --out {root}/o5", "missing"),
     ("sweep --data {prepared} --out {prepared}/results", "inside --data"),
     ("sweep --data {prepared} --pool {pool} --out {root}", "is inside --out"),

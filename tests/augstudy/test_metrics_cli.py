@@ -275,3 +275,22 @@ def test_generator_metrics_of_a_conditional_generator_need_matching_classes(
     assert set(results) == {"swd", "swd_32", "swd_16"} and results["swd"] > 0
     with pytest.raises(ValueError, match="c_dim=3 needs a real source with 3 classes"):
         generator_metrics(TinyGenerator(c_dim=3), all_zip, ("swd",), num_images=12)
+
+
+def test_memorisation_also_compares_with_the_validation_and_test_images(
+    prepared: Path, pool: Path, network_file: Path
+) -> None:
+    """A synthetic copy of a test image (a duplicate of a train slice the GAN saw, on a split that keeps
+    copies apart) would carry a test image into training; before, only train images were compared."""
+    rng = np.random.default_rng(5)
+    test_image = save(prepared / "images" / "test" / "tumour" / "900.png", blob(rng))
+    save(prepared / "images" / "valid" / "tumour" / "901.png", blob(rng))
+    (pool / "tumour" / "seed00011.png").write_bytes(test_image.read_bytes())
+    result = run("--real", prepared, "--fake", pool, "--inception", network_file, "--metrics", "memo")
+    assert result.exit_code == 0, result.output + str(result.exception)
+    report = json.loads((pool / "metrics.json").read_text())
+    heldout = report["classes"]["tumour"]["memorisation_heldout"]
+    assert heldout["num_heldout"] == 2
+    assert [(entry["fake"], entry["real"]) for entry in heldout["flagged"]] == [
+        ("tumour/seed00011.png", "images/test/tumour/900.png")]
+    assert report["classes"]["normal"].get("memorisation_heldout") is None  # no held-out normal images

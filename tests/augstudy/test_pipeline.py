@@ -159,3 +159,27 @@ def test_shipped_configs_are_valid() -> None:
     repro = load_config(Path(__file__).parents[2] / "experiments" / "stebbins2024.toml")
     assert repro.sections["train_gan"] | {"batch": 8, "gamma": 50.0, "kimg": 80} == repro.sections["train_gan"]
     assert repro.sections["generate"]["per_class"] == 501 and repro.sections["sweep"]["head"] == "paper"
+
+
+def test_auto_weights_without_a_local_file_stop_and_name_the_file(tmp_path: Path, monkeypatch) -> None:
+    """Before: weights = "auto" fell back to a random-init backbone with only a log line."""
+    import dataclasses
+
+    import click
+    import pytest
+
+    from augstudy.classify.sweep import SweepOptions
+    from augstudy.pipeline import _resolve_auto_weights
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    options = SweepOptions(data=tmp_path, out=tmp_path / "r", weights="auto")
+    with pytest.raises(click.ClickException) as caught:
+        _resolve_auto_weights(options, print)
+    message = caught.value.message
+    expected = tmp_path / "keras" / "models" / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    assert str(expected) in message and 'weights = "none"' in message
+    expected.parent.mkdir(parents=True)
+    expected.write_bytes(b"")
+    assert _resolve_auto_weights(options, print).weights == "imagenet"
+    explicit = dataclasses.replace(options, weights="none")
+    assert _resolve_auto_weights(explicit, print) is explicit

@@ -144,3 +144,35 @@ def test_the_sweep_table_names_each_rows_arm_and_real_fraction(tmp_path: Path) -
     assert "classic" in classic and "synthetic" not in classic
     assert "real" in real and "50" in real  # the learning-curve point is not shown as "0 % synthetic"
     assert all("synthetic %" not in line for line in rows)
+
+
+def test_the_real_image_grid_shows_one_image_per_duplicate_group(tmp_path: Path) -> None:
+    """The official chest CT split keeps copies of one slice: the grid showed four copies of it."""
+    import numpy as np
+    from PIL import Image
+
+    from augstudy.report.study import image_grid
+
+    prepared = tmp_path / "prepared"
+    folder = prepared / "images" / "train" / "normal"
+    folder.mkdir(parents=True)
+    rows = ["image,dup_group"]
+    for index in range(6):
+        value = 40 if index < 4 else 40 * index  # files 0-3: copies of one slice
+        Image.fromarray(np.full((8, 8), value, np.uint8)).save(folder / f"{index}.png")
+        rows.append(f"images/train/normal/{index}.png,{'g1' if index < 4 else f'g{index}'}")
+    (prepared / "manifest.csv").write_text("\n".join(rows) + "\n")
+    path, side = image_grid(prepared / "images" / "train", tmp_path / "pool", ["normal"], tmp_path / "grid.png")
+    tiles = np.asarray(Image.open(path))[0, ::side][:4]
+    assert list(tiles[:3]) == [40, 160, 200] and tiles[3] == 0  # three distinct slices, then a blank tile
+
+
+def test_the_report_names_paths_relative_to_the_config(tmp_path: Path) -> None:
+    """The committed chest CT report carried this machine's absolute paths (source and re-run command)."""
+    study = _study(tmp_path)
+    source = tmp_path / "data" / "chest-ct"
+    report = json.loads((study.prepared / "report.json").read_text(encoding="utf-8"))
+    (study.prepared / "report.json").write_text(json.dumps({**report, "source": str(source)}), encoding="utf-8")
+    text = write_study_report(study).read_text(encoding="utf-8")
+    assert str(tmp_path) not in text
+    assert "augstudy run study.toml --out out" in text and "Source `data/chest-ct`" in text
