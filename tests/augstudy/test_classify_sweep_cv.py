@@ -137,7 +137,9 @@ def test_a_changed_fold_plan_never_reuses_a_cell(study, tmp_path: Path) -> None:
 def test_answer_names_the_design(study) -> None:
     answer = json.loads((study["out"] / "answer.json").read_text())
     assert answer["design"]["design"] == "cv" and answer["design"]["folds"] == 3
-    assert answer["sentence"].startswith("Design: repeated, stratified, grouped cross-validation")
+    # the audit's caveats come first (issue 20); the design note closes the sentence
+    assert answer["sentence"].endswith(answer["design"]["note"])
+    assert answer["design"]["note"].startswith("Design: repeated, stratified, grouped cross-validation")
     assert "5-fold" not in answer["title"] and "3-fold grouped CV x 2 repeat(s)" in answer["title"]
     # warnings about the folds' own sets; no copies of train images can be in a fold's test set
     assert any("Small validation class(es) on cv fold r0-f0" in warning for warning in answer["warnings"])
