@@ -126,7 +126,7 @@ def test_cli_rejects_bad_options_with_a_message(tmp_path: Path, arguments: list[
 def test_backbone_features_share_the_sweeps_cache(tmp_path: Path) -> None:
     """The audit's random-init features land under the key the sweep uses, so neither recomputes them."""
     from augstudy.classify.data import read_prepared
-    from augstudy.classify.sweep import Sweep, SweepOptions, resolve_options
+    from augstudy.classify.sweep import FoldUnit, Sweep, SweepOptions, resolve_options
 
     data = _prepared(tmp_path, size_leaks=False, per_class=10)
     cache = tmp_path / "cache"
@@ -137,7 +137,7 @@ def test_backbone_features_share_the_sweeps_cache(tmp_path: Path) -> None:
     prepared = read_prepared(data)
     options = resolve_options(SweepOptions(data=data, out=tmp_path / "sweep", ratios=(0,), weights="none",
                                            input_size=32, cache_dir=cache), prepared)
-    folder = cache / f"resnet50-32px-{Sweep(options, prepared, {}).feature_spec().digest()}"
+    folder = cache / f"resnet50-32px-{Sweep(options, FoldUnit(0, 0, prepared, {})).feature_spec().digest()}"
     assert len(list(folder.glob("*/*.npy"))) == 20
 
 
