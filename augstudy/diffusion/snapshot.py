@@ -1,4 +1,6 @@
-"""Diffusion snapshots: plain tensors and JSON-able data, read with `torch.load(weights_only=True)`.
+"""Diffusion snapshots: plain tensors and JSON-able data, written with `torch.save` and read back in
+an isolated child with hard limits (`stylegan2ada.isolation`), so a crafted file can neither run code
+nor crash, hang or exhaust the reading process.
 
 `RUN/diffusion-snapshot-NNNNNN.pt` (NNNNNN = kimg, with thousandths when not whole, as GAN snapshots)
 holds::
@@ -19,7 +21,6 @@ snapshot continues exactly as if it had never stopped. Files are written atomica
 from __future__ import annotations
 
 import os
-import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -46,41 +47,51 @@ def save_snapshot(path: str | os.PathLike[str], snapshot: dict[str, Any]) -> Pat
     return Path(path)
 
 
-def _read(path: Path, mmap: bool) -> Any:
-    """The file's torch data if it is a torch zip of tensors and plain data, else None (never runs code)."""
-    if not path.is_file() or describe_file(path) != "a zip archive":
-        return None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError):
-        return None
+META_KEYS = ("format", "version", "meta", "options", "unet_kwargs", "scheduler_kwargs")
+
+
+def _read(path: Path, keys: tuple[str, ...] | None) -> tuple[Any, str | None]:
+    """(the file's top-level data, None), or (None, why it cannot be read as tensors and plain data).
+
+    The untrusted bytes are parsed in a child with memory, CPU and recursion limits that hands back
+    only tensors and plain data; `keys` reads just those top-level entries (metadata without weights).
+    """
+    if not path.is_file():
+        return None, "no such file"
+    kind = describe_file(path)
+    if kind != "a zip archive":
+        return None, f"it is {kind}"
+    from stylegan2ada.isolation import read_isolated
+
+    result = read_isolated("torch-zip", [path], keys)[0]
+    return result.tree, result.error
 
 
 def is_diffusion_snapshot(path: str | os.PathLike[str]) -> bool:
-    """Whether `path` is a diffusion snapshot (read memory-mapped: the weights are not loaded)."""
-    data = _read(Path(path), mmap=True)
+    """Whether `path` is a diffusion snapshot (only its format key is read)."""
+    data, _ = _read(Path(path), ("format",))
     return isinstance(data, dict) and data.get("format") == FORMAT
 
 
-def load_snapshot(path: str | os.PathLike[str], *, mmap: bool = False) -> dict[str, Any]:
-    """The whole snapshot dict on the CPU; SnapshotError naming the file for anything else."""
+def load_snapshot(path: str | os.PathLike[str], *, keys: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The whole snapshot dict on the CPU (or just `keys`); SnapshotError naming the file for anything else."""
     path = Path(path)
     if not path.is_file():
         raise SnapshotError(f"{path}: no such file; expected {_EXPECTED}.")
-    data = _read(path, mmap)
-    if data is None:
-        raise SnapshotError(f"{path}: not a diffusion snapshot: it is {describe_file(path)} that torch cannot read "
-                            f"as tensors and plain data. Expected {_EXPECTED}.")
+    data, error = _read(path, keys)
+    if error is not None:
+        raise SnapshotError(f"{path}: not a diffusion snapshot: {error}. Expected {_EXPECTED}.")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise SnapshotError(f"{path}: a torch file, but not a diffusion snapshot (no format={FORMAT!r} key).")
     if data.get("version") != VERSION:
-        raise SnapshotError(f"{path}: diffusion snapshot version {data.get('version')}; this code reads {VERSION}.")
+        raise SnapshotError(f"{path}: diffusion snapshot version {data.get('version')!r:.40}; this code reads "
+                            f"{VERSION}.")
     return data
 
 
 def snapshot_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     """meta, options, unet_kwargs and scheduler_kwargs, without reading the weights."""
-    data = load_snapshot(path, mmap=True)
+    data = load_snapshot(path, keys=META_KEYS)
     return {**data["meta"], "options": data["options"], "unet_kwargs": data["unet_kwargs"],
             "scheduler_kwargs": data["scheduler_kwargs"]}
 

@@ -77,6 +77,7 @@ def test_a_crafted_snapshot_in_a_run_folder_is_refused_on_resume(world: dict[str
     case = next(case for case in CASES if (case.name, case.suffix) == ("deep_key", ".pt"))
     runs = world["root"] / "resume-runs"
     (runs / "normal").mkdir(parents=True)
+    (runs / "train_gan_options.json").write_text("{}")  # an earlier train-gan's folder: resume reads it
     planted = runs / "normal" / "network-snapshot-000001.pt"
     planted.write_bytes(case.build())
     result = CliRunner().invoke(main, ["train-gan", "--data", str(world["data"]), "--out", str(runs), "--classes",
@@ -89,6 +90,7 @@ def test_a_planted_snapshot_without_training_state_is_refused_on_resume(world: d
     """Readable, with sane networks, but not what a run writes: resume says so instead of a traceback."""
     runs = world["root"] / "planted-runs"
     (runs / "normal").mkdir(parents=True)
+    (runs / "train_gan_options.json").write_text("{}")  # an earlier train-gan's folder: resume reads it
     planted = runs / "normal" / "network-snapshot-000001.pt"
     planted.write_bytes(saved(tiny_snapshot()))
     result = CliRunner().invoke(main, ["train-gan", "--data", str(world["data"]), "--out", str(runs), "--classes",
