@@ -322,11 +322,15 @@ def _audit_caveats(audit: dict[str, Any] | None, weights: str) -> list[str]:
         caveats.append("This data cannot tell whether a gain is about pathology: the shortcut audit finds cues "
                        f"that predict the label without it ({'; '.join(named)}), and a classifier may learn "
                        "those instead.")
-    content = [item for item in audit.get("groups", []) if item.get("kind") == "content" and item.get("auc", 0) >= 0.95]
-    if content:
-        caveats.append(f"Features of a random-init backbone separate the classes almost perfectly (AUC "
-                       f"{content[0]['auc']:.3f}): the classes differ in ways that need no learned knowledge, so "
-                       "near-perfect accuracies here say little about the pathology.")
+    # Near-perfect separation without learned knowledge (an intensity histogram, a random-init backbone);
+    # a pretrained backbone separating the classes is what a visible pathology looks like, so it is no caveat.
+    unlearned = [item for item in audit.get("groups", []) if item.get("kind") == "content"
+                 and item.get("auc", 0) >= 0.95 and (item["name"] != "backbone" or "random" in item["title"].lower())]
+    if unlearned:
+        named = "; ".join(f"{item['title']} (AUC {item['auc']:.3f})" for item in unlearned)
+        caveats.append(f"Features that need no learned knowledge separate the classes almost perfectly ({named}): "
+                       "the classes differ in simple ways, so near-perfect accuracies here say little about the "
+                       "pathology.")
     return caveats
 
 

@@ -209,20 +209,30 @@ def test_the_answer_starts_with_what_the_audit_and_a_random_init_backbone_mean()
 
     audit = {"groups": [
         {"name": "size", "title": "Original image size", "kind": "metadata", "auc": 0.88, "flagged": True},
-        {"name": "features", "title": "Backbone features", "kind": "content", "auc": 0.995, "flagged": True},
+        {"name": "backbone", "title": "resnet50 features (random-init backbone)", "kind": "content", "auc": 0.995,
+         "flagged": True},
         {"name": "padding", "title": "Padding after --fit pad", "kind": "metadata", "auc": 0.693,
          "p_value": 1.7e-12, "flagged": False, "weak": True}],
         "shortcuts": ["size"], "weak_shortcuts": ["padding"], "partial_shortcuts": [
             {"sentence": "All 32 images with has_colour are normal: a classifier can label them from that alone."}]}
     caveats = _audit_caveats(audit, "random-init backbone")
-    assert len(caveats) == 3 and all(text.startswith(("This data cannot tell", "Features of a random-init"))
+    assert len(caveats) == 3 and all(text.startswith(("This data cannot tell", "Features that need no learned"))
                                      for text in caveats)
+    assert "random-init backbone) (AUC 0.995)" in caveats[2]
     assert "original image size (AUC 0.88)" in caveats[1] and "has_colour" in caveats[1]
     assert "padding after --fit pad, weakly (AUC 0.69, p = 1.7e-12)" in caveats[1]
     rows, baseline = _rows()
     sentence = answer_sentence(_summary(rows, baseline), "balanced_accuracy", "tumour", [], caveats=caveats)
     assert sentence.startswith("This data cannot tell whether synthetic images help")
     assert _audit_caveats(None, "ImageNet") == []
+    # pretrained features that separate the classes are no caveat; an intensity histogram that does is one
+    pretrained = {"groups": [
+        {"name": "backbone", "title": "efficientnet-lite0 features (imagenet)", "kind": "content", "auc": 0.98},
+        {"name": "histogram", "title": "intensity histogram", "kind": "content", "auc": 0.90}]}
+    assert _audit_caveats(pretrained, "imagenet") == []
+    pretrained["groups"][1]["auc"] = 0.98
+    (only,) = _audit_caveats(pretrained, "imagenet")
+    assert "intensity histogram (AUC 0.980)" in only and "efficientnet" not in only
 
 
 def test_a_cv_sweep_reads_its_blocks_from_the_cells_and_says_so() -> None:
