@@ -263,8 +263,8 @@ def real_equivalents(summary: pd.DataFrame, replicated: dict | None, primary: st
         equivalents.append({"ratio": row.ratio, "metric": primary, "value": row.mean, "gain": row.mean_difference,
                             "equivalent": value, "ci_low": low, "ci_high": high,
                             "words": equivalence.FLAT if flat else equivalence.describe(value, curve_span),
-                            "interval_words": f"{equivalence.describe(low, curve_span)} to "
-                                              f"{equivalence.describe(high, curve_span)}"})
+                            "interval_words": "" if np.isnan(low) else f"{equivalence.describe(low, curve_span)} to "
+                                                                       f"{equivalence.describe(high, curve_span)}"})
     return equivalents
 
 
@@ -449,7 +449,8 @@ def answer_sentence(summary: pd.DataFrame, primary: str, positive: str, equivale
         parts.append(f"Real-image equivalents: none can be read, since more real images did not raise {name} on "
                      "the learning curve (its isotonic fit is flat).")
     elif equivalents:
-        listed = "; ".join(f"{item['ratio']:g} % GAN: {item['words']} (interval {item['interval_words']})"
+        listed = "; ".join(f"{item['ratio']:g} % GAN: {item['words']}"
+                           + (f" (interval {item['interval_words']})" if item["interval_words"] else "")
                            for item in equivalents)
         parts.append(f"Real-image equivalents (the real images per class whose addition at the top of the fitted "
                      f"learning curve gains what each GAN ratio gains over 0 %): {listed}.")
