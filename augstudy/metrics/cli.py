@@ -123,6 +123,10 @@ def gan_metrics_command(**kwargs: Any) -> None:
         metrics = parse_metrics(kwargs.pop("metrics"))
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--metrics") from error
+    given = click.get_current_context().get_parameter_source("num_images") == click.core.ParameterSource.COMMANDLINE
+    if given and kwargs["network"] is None:  # a pool has the images it has: the count would be ignored
+        raise click.BadParameter("counts the images drawn from --network; a --fake pool is used whole",
+                                 param_hint="--num-images")
     try:
         options = GanMetricsOptions(
             metrics=metrics,

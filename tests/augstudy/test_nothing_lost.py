@@ -372,6 +372,8 @@ CASES = [
     ("generate --network {snapshot} --out {root}/c5 --per-class 1 --class ,", "names nothing"),
     ("publish --pool {pool} --out {root}/c3 --owner o --slug s --exclude-flagged", "holds no memorisation check"),
     ("predict --model {model} {images} --weights {root}/nonexistent.h5", "nonexistent.h5: no such file"),
+    ("gan-metrics --real {prepared} --fake {pool} --num-images 50 --metrics swd --out {root}/m.json",
+     "a --fake pool is used whole"),
 ]
 
 
