@@ -20,10 +20,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared/fixtures/nvlabs"
 OFFICIAL = FIXTURES / "nvlabs-rgb32.pkl"
+HAVE_FIXTURES = (FIXTURES / "fixtures.json").is_file()
 BASE = 1_000_000  # memo indices of injected payloads, far above those of the official file
 
 
@@ -368,3 +370,11 @@ CASES = [
     Case("dtype_forged", "over-read", ".pkl", lambda: minimal_pickle(dtype_rebuilt(second_state=False)),
          "a numpy dtype with a state that is not a plain number type's"),
 ]
+
+
+def case_params(cases: list[Case], *extra: Any) -> list[Any]:
+    """`pytest.param`s of `cases` (each after the `extra` arguments), the ones injected into an official
+    fixture marked to skip where ../shared/fixtures/nvlabs is absent (this clone has no shared/ beside it)."""
+    absent = pytest.mark.skipif(not HAVE_FIXTURES, reason=f"NVlabs fixtures not found at {FIXTURES}")
+    return [pytest.param(*extra, case, id="-".join([*map(str, extra), f"{case.attack}-{case.name}{case.suffix}"]),
+                         marks=[absent] if case.needs_fixture else []) for case in cases]

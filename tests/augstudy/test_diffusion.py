@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -44,12 +43,7 @@ TINY_FLAGS = ["--channels", "8,16", "--attention", "0,1", "--norm-groups", "8", 
               "--threads", "1"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_prepared(root: Path, resolution: int = 16, per_class: int = 4) -> Path:

@@ -10,7 +10,6 @@ sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev) eps_theta.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +27,7 @@ T = 100
 SCHEDULE = {"num_train_timesteps": T, "schedule": "linear_beta"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _betas() -> torch.Tensor:

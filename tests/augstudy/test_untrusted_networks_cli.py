@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from crafted_files import CASES, FIXTURES, Case, saved, tiny_snapshot
+from crafted_files import CASES, Case, case_params, saved, tiny_snapshot
 
 from augstudy.cli import main
 from stylegan2ada import isolation
@@ -39,13 +39,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"root": root, "data": root / "data", "crafted": root / "crafted"}
 
 
-def _id(case: Case) -> str:
-    return f"{case.attack}-{case.name}{case.suffix}"
-
-
 def assert_cli_refuses(verb: str, case: Case, world: dict[str, Path]) -> None:
-    if case.needs_fixture and not (FIXTURES / "fixtures.json").is_file():
-        pytest.skip(f"NVlabs fixtures not found at {FIXTURES}")
     path = case.write(world["crafted"])
     args = VERBS[verb].format(file=path, root=world["root"] / verb, data=world["data"]).split()
     isolation.last_usage = None
@@ -58,17 +52,16 @@ def assert_cli_refuses(verb: str, case: Case, world: dict[str, Path]) -> None:
     assert usage is not None and usage.peak_rss_bytes is not None and usage.peak_rss_bytes < 1 << 30, usage
 
 
-@pytest.mark.parametrize("case", CLI_CASES, ids=_id)
+@pytest.mark.parametrize("case", case_params(CLI_CASES))
 def test_generate_refuses_each_crafted_network(case: Case, world: dict[str, Path]) -> None:
     assert_cli_refuses("generate", case, world)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("verb", ["import-network", "gan-metrics", "train-gan"])
-@pytest.mark.parametrize("case", CLI_CASES, ids=_id)
+@pytest.mark.parametrize(("verb", "case"), [
+    param for verb in ("import-network", "gan-metrics", "train-gan")  # import-network reads official .pkl files only
+    for param in case_params([case for case in CLI_CASES if verb != "import-network" or case.suffix == ".pkl"], verb)])
 def test_every_verb_refuses_each_crafted_network(verb: str, case: Case, world: dict[str, Path]) -> None:
-    if verb == "import-network" and case.suffix != ".pkl":
-        pytest.skip("import-network reads official .pkl files only")
     assert_cli_refuses(verb, case, world)
 
 

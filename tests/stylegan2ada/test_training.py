@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +19,7 @@ from stylegan2ada.networks import build_networks
 from stylegan2ada.snapshot import latest_snapshot, load_snapshot, snapshot_meta
 from stylegan2ada.training import NonFiniteLossError, TrainOptions, describe, measure_sec_per_kimg, train
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny networks run fastest on one thread, and on shared cores two threads thrash."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TINY = {"batch": 4, "channel_base": 1024, "channel_max": 64, "mapping_layers": 2}

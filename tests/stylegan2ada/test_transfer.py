@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +19,7 @@ from stylegan2ada.transfer import LUMA, build_target, format_table, transfer_tab
 TINY = {"channel_base": 1024, "channel_max": 64, "mapping_layers": 2}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def source(resolution: int = 32, channels: int = 3, c_dim: int = 0) -> dict[str, Any]:

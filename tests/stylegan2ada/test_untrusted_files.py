@@ -14,8 +14,8 @@ import pytest
 import torch
 from crafted_files import (
     CASES,
-    FIXTURES,
     Case,
+    case_params,
     glob,
     minimal_pickle,
     networks_pickle,
@@ -32,7 +32,6 @@ from stylegan2ada.nvlabs_import import import_network_pickle
 from stylegan2ada.nvlabs_pickle import NetworkPickleError, read_network_pickle
 from stylegan2ada.snapshot import SnapshotError, load_generator, load_snapshot, save_snapshot, snapshot_meta
 
-HAVE_FIXTURES = (FIXTURES / "fixtures.json").is_file()
 GIB = 1 << 30
 
 # entry point -> (function, {suffix: the stages of crafted_files.Case it refuses})
@@ -49,19 +48,9 @@ FIRST = {(".pkl", "read"): "read_network_pickle", (".pkl", "build"): "import_net
          (".pt", "meta"): "snapshot_meta"}
 
 
-def _id(case: Case) -> str:
-    return f"{case.attack}-{case.name}{case.suffix}"
-
-
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("crafted")
-
-
-def _crafted(case: Case, folder: Path) -> Path:
-    if case.needs_fixture and not HAVE_FIXTURES:
-        pytest.skip(f"NVlabs fixtures not found at {FIXTURES}")
-    return case.write(folder)
 
 
 def assert_refused(call: Callable[[Path], Any], path: Path, match: str) -> None:
@@ -77,17 +66,17 @@ def assert_refused(call: Callable[[Path], Any], path: Path, match: str) -> None:
     assert usage is not None and usage.peak_rss_bytes is not None and usage.peak_rss_bytes < GIB, usage
 
 
-@pytest.mark.parametrize("case", CASES, ids=_id)
+@pytest.mark.parametrize("case", case_params(CASES))
 def test_each_crafted_file_is_refused_cleanly(case: Case, folder: Path) -> None:
-    path = _crafted(case, folder)
+    path = case.write(folder)
     assert_refused(API[FIRST[(case.suffix, case.stage)]][0], path, case.match)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", CASES, ids=_id)
+@pytest.mark.parametrize("case", case_params(CASES))
 def test_every_reading_api_refuses_what_it_reads(case: Case, folder: Path) -> None:
     """Each API that reads the crafted part refuses it; the others read the file as the network it is."""
-    path = _crafted(case, folder)
+    path = case.write(folder)
     for call, stages in API.values():
         if case.suffix not in stages:
             continue
