@@ -203,8 +203,9 @@ def _correct(summary: pd.DataFrame, primary: str, primary_ratio: float | None) -
         in_family = on_primary & (summary["arm"] == "gan") & (summary["ratio"] == primary_ratio)
         label = f"none needed: the one pre-declared confirmatory test (GAN +{primary_ratio:g} % vs 0 %)"
     else:
-        label = (f"Holm over the {int(in_family.sum())} confirmatory tests (gan and classic ratios vs 0 %, "
-                 "GAN - classic at each ratio)")
+        members = [f"{arm} ratios vs 0 %" for arm in FAMILY_ARMS if (in_family & (summary["arm"] == arm)).any()]
+        members += ["GAN - classic at each ratio"] if (in_family & (summary["arm"] == CONTRAST_ARM)).any() else []
+        label = f"Holm over the {int(in_family.sum())} confirmatory tests ({', '.join(members)})"
     summary.loc[in_family, "p_holm"] = holm(summary.loc[in_family, "p_value"].tolist())
     summary.loc[in_family, "correction"] = label
     summary.loc[on_primary & ~in_family, "correction"] = "none (descriptive, outside the confirmatory family)"

@@ -269,3 +269,16 @@ def test_a_cv_sweep_reads_its_blocks_from_the_cells_and_says_so() -> None:
     assert gan.iloc[0]["n_gan_seeds"] == 2 and gan.iloc[0]["n_seeds"] == 3
     sentence = answer_sentence(summary, "balanced_accuracy", "tumour", [], design="cv")
     assert "repeated cross-validation" in sentence and "With one generator" not in sentence
+
+
+def test_the_confirmatory_family_names_only_the_arms_in_it() -> None:
+    """A sweep without the gan arm must not say its Holm family holds GAN tests."""
+    import pandas as pd
+
+    from augstudy.classify.report import _correct
+
+    rows = [{"arm": "classic", "ratio": ratio, "metric": "balanced_accuracy", "p_value": p, "se_difference": 0.02,
+             "df": 4.0, "mde_80": float("nan")} for ratio, p in ((25, 0.01), (50, 0.2))]
+    summary = _correct(pd.DataFrame(rows), "balanced_accuracy", None)
+    assert set(summary["correction"]) == {"Holm over the 2 confirmatory tests (classic ratios vs 0 %)"}
+    assert summary["p_holm"].tolist() == [0.02, 0.2]
