@@ -5,6 +5,10 @@ dataclass, so a config is exactly the set of command-line flags the steps would 
 paths are relative to the config file. Every step is itself resumable and skips finished work;
 the pipeline adds a `study_state.json` so a finished step whose options have not changed is not
 even re-entered, and a changed step re-runs along with everything after it.
+
+A `[train_diffusion]` section adds a second generator (augstudy.diffusion) beside the GAN: it trains
+on the same prepared data, samples its own pool (`[generate_diffusion]`) and the sweep's diffusion
+arms read that pool, so both generators meet the same seeds and test draws.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from augstudy.options import OptionError, check_types, options_to_dict
 from augstudy.outputs import OutputError, OutputPath, check_output
 from stylegan2ada.io import atomic_write_json
 
-STEPS = ("phantom", "prepare", "audit", "train_gan", "generate", "metrics", "sweep", "report")
+STEPS = ("phantom", "prepare", "audit", "train_gan", "generate", "train_diffusion", "generate_diffusion", "metrics",
+         "sweep", "report")
 SECTIONS = ("study", *STEPS[:-1])
 STATE_FILE = "study_state.json"
 DEMO_CONFIG = "demo.toml"
@@ -37,6 +42,23 @@ DEMO_CONFIG = "demo.toml"
 
 class ConfigError(ValueError):
     """A study config that cannot be run; the message names the file, the section and the key."""
+
+
+@dataclass(frozen=True)
+class GeneratorLayout:
+    """A generator's config sections (= its steps) and its folders in the study."""
+
+    train: str
+    generate: str
+    runs: str
+    pool: str
+
+
+GENERATOR_LAYOUT = {"gan": GeneratorLayout("train_gan", "generate", "runs", "pool"),
+                    "diffusion": GeneratorLayout("train_diffusion", "generate_diffusion", "runs-diffusion",
+                                                 "pool-diffusion")}
+# The sweep arms that read the diffusion pool: a config with one of them needs [train_diffusion], and back.
+DIFFUSION_ARMS = ("diffusion", "diffusion-only")
 
 
 @dataclass
@@ -49,6 +71,7 @@ class StudyConfig:
     out: Path
     description: str = ""
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    generators: tuple[str, ...] = ("gan",)  # "diffusion" too when the config has a [train_diffusion] section
 
 
 def load_config(path: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,
@@ -88,7 +111,10 @@ def load_config(path: str | os.PathLike[str], out: str | os.PathLike[str] | None
     if wrong:
         raise ConfigError(f"{path}: [study] {wrong[0]} = {study[wrong[0]]!r}: expected a string")
     _check_extra_keys(path, sections)
-    config = StudyConfig(path, str(study["name"]), source, out_path, str(study.get("description", "")), sections)
+    generators = ("gan", "diffusion") if "train_diffusion" in raw else ("gan",)
+    _check_generators(path, raw, sections)
+    config = StudyConfig(path, str(study["name"]), source, out_path, str(study.get("description", "")), sections,
+                         generators)
     for step in STEPS[:-1]:
         _step_options(config, step)  # fail on a bad key before any work starts
     return config
@@ -108,6 +134,22 @@ def _check_extra_keys(path: Path, sections: dict[str, dict[str, Any]]) -> None:
         raise ConfigError(f"{path}: [metrics] enabled = {enabled!r}: expected true or false")
 
 
+def _check_generators(path: Path, raw: dict[str, Any], sections: dict[str, dict[str, Any]]) -> None:
+    """A diffusion model is trained exactly when an arm reads its pool: either half alone would train a
+    model nobody uses, or run an arm without images."""
+    arms = sections["sweep"].get("arms", ["gan"])
+    reading = [arm for arm in arms if arm in DIFFUSION_ARMS] if isinstance(arms, list) else []
+    if "train_diffusion" in raw and not reading:
+        raise ConfigError(f"{path}: [train_diffusion] is given but no [sweep] arm reads its pool; add \"diffusion\" "
+                          "(and/or \"diffusion-only\") to [sweep] arms, or drop [train_diffusion]")
+    if reading and "train_diffusion" not in raw:
+        raise ConfigError(f"{path}: [sweep] arms {reading} read a diffusion pool; add a [train_diffusion] section "
+                          "(e.g. cfg = \"cpu\", kimg = 2) so the study trains one")
+    if "generate_diffusion" in raw and "train_diffusion" not in raw:
+        raise ConfigError(f"{path}: [generate_diffusion] is given without [train_diffusion]: there is no diffusion "
+                          "model to sample")
+
+
 def _resolve(base: Path, value: str | os.PathLike[str]) -> Path:
     value = Path(value).expanduser()
     return value if value.is_absolute() else (base / value).resolve()
@@ -120,6 +162,8 @@ _OPTIONS_CLASSES = {
     "audit": ("augstudy.audit.run", "AuditOptions"),
     "train_gan": ("augstudy.gan.train", "TrainGanOptions"),
     "generate": ("augstudy.gan.generate", "GenerateOptions"),
+    "train_diffusion": ("augstudy.diffusion.train", "TrainDiffusionOptions"),
+    "generate_diffusion": ("augstudy.gan.generate", "GenerateOptions"),
     "metrics": ("augstudy.metrics.evaluate", "GanMetricsOptions"),
     "sweep": ("augstudy.classify.sweep", "SweepOptions"),
 }
@@ -137,8 +181,10 @@ _WIRED = {
     "audit": {"data", "pool", "out"},
     "train_gan": {"data", "out"},
     "generate": {"networks", "out"},
+    "train_diffusion": {"data", "out"},
+    "generate_diffusion": {"networks", "out"},
     "metrics": {"real", "fake", "out"},
-    "sweep": {"data", "pool", "out", "audit"},
+    "sweep": {"data", "pool", "diffusion_pool", "out", "audit"},
 }
 # Keys a section may hold besides its options' fields.
 _EXTRA_KEYS = {"sweep": {"splits"}, "metrics": {"enabled"}, "audit": {"enabled"}}
@@ -237,14 +283,29 @@ class Study:
 
     @property
     def pool(self) -> Path:
-        return self.out / "pool"
+        return self.pool_of("gan")
+
+    def layout(self, generator: str) -> GeneratorLayout:
+        return GENERATOR_LAYOUT[generator]
+
+    def pool_of(self, generator: str) -> Path:
+        """The pool folder of one of the config's generators (the cv design's: a folder per fold)."""
+        return self.out / self.layout(generator).pool
+
+    def runs_of(self, generator: str) -> Path:
+        return self.out / self.layout(generator).runs
 
     @property
     def sample_pool(self) -> Path:
-        """The pool the GAN checks and the report look at: in the cv design, the first fold's first generator's."""
+        """The GAN pool the checks and the report look at: in the cv design, the first fold's first GAN's."""
+        return self.sample_pool_of("gan")
+
+    def sample_pool_of(self, generator: str) -> Path:
+        """A generator's pool the checks and the report look at (cv: its first fold's first seed's)."""
         if self.config.sections["sweep"].get("design") == "cv":
-            return self.pool / "r0-f0" / "gan-0"
-        return self.pool
+            from augstudy.classify.data import cv_pool_dir
+            return cv_pool_dir(self.pool_of(generator), "r0-f0", 0, generator)
+        return self.pool_of(generator)
 
     @property
     def source(self) -> str:
@@ -258,12 +319,24 @@ class Study:
             "audit": {"data": self.prepared, "pool": None, "out": self.audit},
             "train_gan": {"data": self.prepared, "out": self.runs},
             "generate": {"out": self.pool, "networks": ()},
+            "train_diffusion": {"data": self.prepared, "out": self.runs_of("diffusion")},
+            "generate_diffusion": {"out": self.pool_of("diffusion"), "networks": (), **self._diffusion_pool_size()},
             "metrics": {"real": self.prepared, "fake": self.pool, "out": self.pool / "metrics.json"},
             "sweep": {"data": self.prepared, "pool": self.pool, "out": self.out / "results",
+                      "diffusion_pool": self.pool_of("diffusion") if "diffusion" in self.config.generators else None,
                       "audit": self.audit / "audit.json"
                       if self.config.sections["audit"].get("enabled", True) else None},
         }
         return _step_options(self.config, step, **(layout[step] | wired))
+
+    def _diffusion_pool_size(self) -> dict[str, Any]:
+        """[generate_diffusion] without per_class or seeds makes as many images per class as [generate]: the
+        two pools then offer the sweep the same number of images."""
+        section = self.config.sections["generate_diffusion"]
+        if "per_class" in section or "seeds" in section:
+            return {}
+        generate = self.config.sections["generate"]
+        return {key: generate[key] for key in ("per_class", "seeds") if key in generate}
 
     def _read_state(self) -> dict[str, Any]:
         if not self.state_path.is_file():
@@ -331,25 +404,12 @@ class Study:
         if config.sections["sweep"].get("design") == "cv":
             return self._run_cv()
 
-        from augstudy.gan.train import train_gans
-        train_options = self.options("train_gan")
-        snapshots = self._run_step("train_gan", train_options,
-                                   lambda: {name: str(path) if path else None
-                                            for name, path in train_gans(train_options).items()}, prepared)
-        untrained = sorted(name for name, path in snapshots.items() if path is None)
-        if untrained:
-            raise click.ClickException(f"GAN run(s) {untrained} were not trained, so there is nothing to generate "
-                                       f"from; train them (see above) and run this config again.")
-
-        from augstudy.gan.generate import generate_pool
-        generate_options = self.options("generate", networks=tuple(Path(snapshots[name]) for name in sorted(snapshots)))
-        self._run_step("generate", generate_options, lambda: generate_pool(generate_options))
-        self._run_audit(pool=self.pool)
-
-        if config.sections["metrics"].get("enabled", True):
-            from augstudy.metrics.evaluate import gan_metrics
-            metrics_options = self.options("metrics")
-            self._run_step("metrics", metrics_options, lambda: _summarise_metrics(gan_metrics(metrics_options)))
+        for generator in config.generators:
+            self.train_and_sample(generator, "", {}, prepared)
+            if generator == "gan":
+                self._run_audit(pool=self.pool)
+        for generator in config.generators:
+            self._run_metrics(generator, self.pool_of(generator))
 
         for split, results in self.sweep_outputs().items():
             sweep_options = self.options("sweep", out=results, **({"split": split} if split else {}))
@@ -357,6 +417,35 @@ class Study:
             self._run_step(f"sweep:{split or 'default'}", sweep_options, lambda o=sweep_options: _run_sweep(o))
 
         return self._write_report()
+
+    def train_and_sample(self, generator: str, where: str, wired: dict[str, dict[str, Any]], inputs: Any = None) -> Path:
+        """Train one generator's models (`wired`: per section, the paths and seed that differ from the split
+        design's, e.g. a cv fold's) and sample its pool, each a resumable step; returns the pool folder."""
+        layout = self.layout(generator)
+        train_options = self.options(layout.train, **wired.get(layout.train, {}))
+        snapshots = self._run_step(f"{layout.train}{where}", train_options,
+                                   lambda: {name: str(path) if path else None
+                                            for name, path in _train_generator(generator, train_options).items()},
+                                   inputs)
+        untrained = sorted(name for name, path in snapshots.items() if path is None)
+        if untrained:
+            raise click.ClickException(f"{generator} run(s) {untrained}{where and ' of ' + where[1:]} were not "
+                                       "trained, so there is nothing to generate from; train them (see above) and "
+                                       "run this config again.")
+        from augstudy.gan.generate import generate_pool
+        generate_options = self.options(layout.generate, **wired.get(layout.generate, {}),
+                                        networks=tuple(Path(snapshots[name]) for name in sorted(snapshots)))
+        self._run_step(f"{layout.generate}{where}", generate_options, lambda: generate_pool(generate_options))
+        return Path(generate_options.out)
+
+    def _run_metrics(self, generator: str, pool: Path) -> None:
+        """gan-metrics (SWD, memorisation, KID/FID with a network) of one generator's pool, unchanged for either kind."""
+        if not self.config.sections["metrics"].get("enabled", True):
+            return
+        from augstudy.metrics.evaluate import gan_metrics
+        metrics_options = self.options("metrics", fake=pool, out=pool / "metrics.json")
+        self._run_step("metrics" if generator == "gan" else f"metrics:{generator}", metrics_options,
+                       lambda: _summarise_metrics(gan_metrics(metrics_options)))
 
     def _write_report(self) -> Path:
         from augstudy.report.study import write_study_report
@@ -367,7 +456,7 @@ class Study:
     def _run_cv(self) -> Path:
         """The cv design (augstudy.pipeline_cv): per fold and GAN seed a generator trained on that fold's
         training part and its pool, then the cv sweep over every fold."""
-        from augstudy.pipeline_cv import check_pool_size, cv_plan, run_fold_gans
+        from augstudy.pipeline_cv import check_pool_size, cv_plan, run_fold_generators
 
         ((split, results),) = self.sweep_outputs().items()  # load_config allows one split with cv
         sweep_options = self.options("sweep", out=results, **({"split": split} if split else {}))
@@ -376,13 +465,10 @@ class Study:
         self.log(f"== cv design: {resolved.folds} folds x {resolved.repeats} repeat(s) on the {plan.split} images, "
                  f"{resolved.gan_seeds} GAN seed(s) per fold")
         check_pool_size(self, resolved, plan)
-        run_fold_gans(self, plan, int(resolved.gan_seeds))
-        first = self.sample_pool
-        self._run_audit(pool=first)
-        if self.config.sections["metrics"].get("enabled", True):
-            from augstudy.metrics.evaluate import gan_metrics
-            metrics_options = self.options("metrics", fake=first)
-            self._run_step("metrics", metrics_options, lambda: _summarise_metrics(gan_metrics(metrics_options)))
+        run_fold_generators(self, plan, int(resolved.gan_seeds))
+        self._run_audit(pool=self.sample_pool)
+        for generator in self.config.generators:
+            self._run_metrics(generator, self.sample_pool_of(generator))
         self._run_step(f"sweep:{split or 'default'}", sweep_options, lambda: _run_sweep(sweep_options))
         return self._write_report()
 
@@ -429,6 +515,15 @@ def _reported(step: str, action: Callable[[], Any]) -> Any:
 def _summarise_metrics(report: dict[str, Any]) -> dict[str, Any]:
     """Only a small JSON-able digest goes into study_state.json; the full report is in metrics.json."""
     return {"classes": sorted(report.get("classes", {}))} if isinstance(report, dict) else {}
+
+
+def _train_generator(generator: str, options: Any) -> dict[str, Path | None]:
+    """Run name -> final snapshot (None: not trained) of train_gan's or train_diffusion's options."""
+    if generator == "gan":
+        from augstudy.gan.train import train_gans
+        return train_gans(options)
+    from augstudy.diffusion.train import train_diffusions
+    return dict(train_diffusions(options))
 
 
 def _run_sweep(options: Any) -> dict[str, Any]:
@@ -505,9 +600,13 @@ def run_command(config: Path, out: Path | None, source: str | None, dry_run: boo
             raise click.ClickException(str(error)) from error
         plan = Study(study)
         plan.check_output()
-        steps = {step: options_to_dict(plan.options(step)) for step in STEPS[:-1]
+        unused = {step for generator, layout in GENERATOR_LAYOUT.items() if generator not in study.generators
+                  for step in (layout.train, layout.generate)}
+        steps = {step: options_to_dict(plan.options(step)) for step in STEPS[:-1] if step not in unused
                  if step != "phantom" or study.source == "phantom"}
-        steps["generate"]["networks"] = "the final snapshot of each train_gan run"
+        for generator in study.generators:
+            layout = GENERATOR_LAYOUT[generator]
+            steps[layout.generate]["networks"] = f"the final snapshot of each {layout.train} run"
         from augstudy.gan.estimate import study_gan_gpu_time
 
         shown: dict[str, Any] = {"name": study.name, "source": study.source, "out": str(study.out), "steps": steps,

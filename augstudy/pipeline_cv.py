@@ -8,6 +8,8 @@ its valid or test ones) with `fold.json` beside them, trains `--gan-seeds` GANs 
 the sweep only ever uses pools whose GANs were trained under its own fold plan. The digest in the
 folder names means a changed plan never resumes a GAN trained on other images. Each GAN and each
 pool is a step of its own in study_state.json, so an interrupted run resumes per fold and generator.
+A config with `[train_diffusion]` does the same for its diffusion models, from the same fold zips,
+into `runs-diffusion/<fold>-<digest>/diffusion-<g>/` and `pool-diffusion/<fold>/diffusion-<g>/`.
 """
 
 from __future__ import annotations
@@ -37,12 +39,12 @@ FEATURE_SECONDS = 0.06
 
 @dataclass(frozen=True)
 class FoldJob:
-    """Where one fold's GAN data, runs and pools live."""
+    """Where one fold's generator data lives; `runs` and `pools` per generator."""
 
     fold: Fold
     data: Path  # holds gan/<class>.zip, gan/all.zip and fold.json
-    runs: Path  # holds gan-<g>/<run>/
-    pool: Path  # holds gan-<g>/<class>/*.png and, once all are made, fold.json
+    runs: dict[str, Path]  # generator -> folder holding <generator>-<g>/<run>/
+    pools: dict[str, Path]  # generator -> folder holding <generator>-<g>/<class>/*.png and, once all are made, fold.json
 
 
 def cv_plan(study: Study, sweep_options: Any) -> tuple[Any, FoldPlan]:
@@ -59,27 +61,32 @@ def check_pool_size(study: Study, resolved: Any, plan: FoldPlan) -> None:
     """Before any GAN trains: every fold's pool must hold the synthetic images its largest ratio draws
     (round(r % x the fold's train count) per class), or the sweep would stop after hours of training."""
     from augstudy.classify.mixing import synthetic_count
+    from augstudy.classify.sweep import needed_generators, pool_ratios
 
-    ratios = [ratio for ratio in resolved.ratios if "gan" in resolved.arms]
-    ratios += [100] if "synthetic-only" in resolved.arms else []
-    if not ratios:
-        return
-    generate = study.options("generate")
-    made = generate.per_class if generate.per_class is not None else len(generate.seeds)
     labels = {item.image: item.label for item in plan.images}
     largest = max(sum(labels[image] == label for image in fold.train)
                   for fold in plan.folds for label in range(len(plan.class_names)))
-    needed = synthetic_count(max(ratios), largest)
-    if made < needed:
-        raise click.ClickException(
-            f"{study.config.path}: [generate] per_class = {made} is too small for the cv design: a fold trains on "
-            f"up to {largest} images of a class, so {max(ratios):g} % needs {needed} synthetic images per class; "
-            f"set per_class = {needed} or more (no GAN was trained for it)")
+    for generator in needed_generators(resolved):
+        ratios = pool_ratios(resolved, generator)
+        section = study.layout(generator).generate
+        generate = study.options(section)
+        made = generate.per_class if generate.per_class is not None else len(generate.seeds)
+        needed = synthetic_count(max(ratios), largest)
+        if made < needed:
+            raise click.ClickException(
+                f"{study.config.path}: [{section}] per_class = {made} is too small for the cv design: a fold trains "
+                f"on up to {largest} images of a class, so {max(ratios):g} % needs {needed} synthetic images per "
+                f"class; set per_class = {needed} or more (no generator was trained for it)")
 
 
 def fold_jobs(study: Study, plan: FoldPlan) -> list[FoldJob]:
-    return [FoldJob(fold, study.out / "folds" / f"{fold.name}-{fold.digest()[:8]}",
-                    study.runs / f"{fold.name}-{fold.digest()[:8]}", study.pool / fold.name) for fold in plan.folds]
+    jobs = []
+    for fold in plan.folds:
+        folder = f"{fold.name}-{fold.digest()[:8]}"
+        jobs.append(FoldJob(fold, study.out / "folds" / folder,
+                            {generator: study.runs_of(generator) / folder for generator in study.config.generators},
+                            {generator: study.pool_of(generator) / fold.name for generator in study.config.generators}))
+    return jobs
 
 
 def write_fold_data(study: Study, plan: FoldPlan, job: FoldJob) -> None:
@@ -102,30 +109,21 @@ def write_fold_data(study: Study, plan: FoldPlan, job: FoldJob) -> None:
     atomic_write_json(marker, record)  # last: it marks the folder complete
 
 
-def run_fold_gans(study: Study, plan: FoldPlan, gan_seeds: int) -> list[FoldJob]:
-    """Train and sample every fold's generators, each a resumable step; returns the jobs."""
-    from augstudy.gan.generate import generate_pool
-    from augstudy.gan.train import train_gans
-
+def run_fold_generators(study: Study, plan: FoldPlan, seeds: int) -> list[FoldJob]:
+    """Train and sample every fold's generators (`seeds` per generator of the config), each a resumable
+    step; returns the jobs."""
     jobs = fold_jobs(study, plan)
-    base_seed = int(study.config.sections["train_gan"].get("seed", 0))
     for job in jobs:
         write_fold_data(study, plan, job)
-        for gan_seed in range(gan_seeds):
-            where = f"{job.fold.name}:gan-{gan_seed}"
-            train_options = study.options("train_gan", data=job.data, out=job.runs / f"gan-{gan_seed}",
-                                          seed=base_seed + gan_seed)
-            snapshots = study.run_step(f"train_gan:{where}", train_options,
-                                       lambda o=train_options: {name: str(path) if path else None
-                                                                for name, path in train_gans(o).items()})
-            untrained = sorted(name for name, path in snapshots.items() if path is None)
-            if untrained:
-                raise click.ClickException(f"GAN run(s) {untrained} of {where} were not trained, so there is "
-                                           "nothing to generate from; train them and run this config again.")
-            generate_options = study.options("generate", out=job.pool / f"gan-{gan_seed}",
-                                             networks=tuple(Path(snapshots[name]) for name in sorted(snapshots)))
-            study.run_step(f"generate:{where}", generate_options, lambda o=generate_options: generate_pool(o))
-        atomic_write_json(job.pool / FOLD_FILE, fold_record(plan, job.fold))
+        for generator in study.config.generators:
+            layout = study.layout(generator)
+            base_seed = int(study.config.sections[layout.train].get("seed", 0))
+            for seed in range(seeds):
+                name = f"{generator}-{seed}"
+                wired = {layout.train: {"data": job.data, "out": job.runs[generator] / name, "seed": base_seed + seed},
+                         layout.generate: {"out": job.pools[generator] / name}}
+                study.train_and_sample(generator, f":{job.fold.name}:{name}", wired)
+            atomic_write_json(job.pools[generator] / FOLD_FILE, fold_record(plan, job.fold))
     return jobs
 
 

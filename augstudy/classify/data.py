@@ -85,10 +85,10 @@ def fold_data(data: PreparedData, train: Sequence[str], valid: Sequence[str], te
                         {subset: [by_path[image] for image in images] for subset, images in parts.items()})
 
 
-def cv_pool_dir(pool: str | Path, fold: str, gan_seed: int) -> Path:
-    """Where the cv design keeps the pool of one fold's generator: POOL/<fold>/gan-<seed>/<class>/*.png,
-    with POOL/<fold>/fold.json naming the fold plan the generators were trained under."""
-    return Path(pool) / fold / f"gan-{gan_seed}"
+def cv_pool_dir(pool: str | Path, fold: str, seed: int, generator: str = "gan") -> Path:
+    """Where the cv design keeps the pool of one fold's generator: POOL/<fold>/<generator>-<seed>/<class>/*.png
+    (gan-0, diffusion-1, ...), with POOL/<fold>/fold.json naming the fold plan the generators were trained under."""
+    return Path(pool) / fold / f"{generator}-{seed}"
 
 
 def check_fold_pool(pool: str | Path, fold: str, digest: str) -> None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from augstudy.classify.arms import ADDED_ARMS, SYNTHETIC_ONLY
 from stylegan2ada.io import atomic_open
 
 if TYPE_CHECKING:
@@ -45,8 +46,9 @@ def save_figure(figure: Figure, stem: Path) -> list[Path]:
     return paths
 
 
-ARM_STYLES = {"gan": ("tab:blue", "o"), "classic": ("tab:orange", "s"), "real": ("tab:green", "^"),
-              "synthetic-only": ("tab:purple", "D")}
+ARM_STYLES = {"gan": ("tab:blue", "o"), "diffusion": ("tab:cyan", "v"), "classic": ("tab:orange", "s"),
+              "real": ("tab:green", "^"), "synthetic-only": ("tab:purple", "D"), "diffusion-only": ("tab:brown", "P")}
+
 INTERVAL_LABEL = "95 % interval (seeds, generators and test images; summary.csv)"
 
 
@@ -57,17 +59,18 @@ def _bars(rows: pd.DataFrame) -> np.ndarray:
 
 def arms_vs_added(results: pd.DataFrame, summary: pd.DataFrame, metric: str, title: str, stem: Path) -> list[Path]:
     """Mean `metric` per added % with its 95 % interval, one line per augmentation arm (gan,
-    classic), every seed as a point (degenerate runs as crosses); the synthetic-only arm as a
-    dotted level with its interval as a band."""
+    diffusion, classic; side by side), every seed as a point (degenerate runs as crosses); each
+    synthetic-only arm as a dotted level with its interval as a band."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6.5, 4.2))
     rows = summary[summary["metric"] == metric]
-    ratios = sorted(results.loc[results["arm"].isin(["gan", "classic"]), "ratio"].unique())
+    ratios = sorted(results.loc[results["arm"].isin(ADDED_ARMS), "ratio"].unique())
     spread = (np.ptp(ratios) if len(ratios) > 1 else 100.0) * 0.012
-    for offset, arm in enumerate(arm for arm in ("gan", "classic") if arm in set(rows["arm"])):
+    shown = [arm for arm in ADDED_ARMS if arm in set(rows["arm"])]
+    for offset, arm in enumerate(shown):
         colour, marker = ARM_STYLES[arm]
         arm_rows = rows[rows["arm"] == arm].sort_values("ratio")
-        shift = (offset - 0.5) * spread if "classic" in set(rows["arm"]) and "gan" in set(rows["arm"]) else 0.0
+        shift = (offset - (len(shown) - 1) / 2) * spread
         x = arm_rows["ratio"].to_numpy(float) + shift
         axis.errorbar(x, arm_rows["mean"], yerr=_bars(arm_rows), fmt=f"{marker}-", color=colour, capsize=4,
                       label=f"{arm}: mean over seeds, {INTERVAL_LABEL}", zorder=3)
@@ -78,12 +81,13 @@ def arms_vs_added(results: pd.DataFrame, summary: pd.DataFrame, metric: str, tit
         py = points[metric].to_numpy(float)
         axis.scatter(px[normal], py[normal], color=colour, alpha=0.35, s=14, zorder=2)
         axis.scatter(px[~normal], py[~normal], color="tab:red", marker="x", s=24, zorder=2)
-    synthetic = rows[rows["arm"] == "synthetic-only"]
-    if not synthetic.empty:
-        row = synthetic.iloc[0]
-        axis.axhline(row["mean"], color=ARM_STYLES["synthetic-only"][0], linestyle=":",
-                     label="synthetic only (no real train images), with its interval")
-        axis.axhspan(row["ci_low"], row["ci_high"], color=ARM_STYLES["synthetic-only"][0], alpha=0.1)
+    for arm, images in SYNTHETIC_ONLY.items():
+        synthetic = rows[rows["arm"] == arm]
+        if not synthetic.empty:
+            row = synthetic.iloc[0]
+            axis.axhline(row["mean"], color=ARM_STYLES[arm][0], linestyle=":",
+                         label=f"{images} only (no real train images), with its interval")
+            axis.axhspan(row["ci_low"], row["ci_high"], color=ARM_STYLES[arm][0], alpha=0.1)
     if results["degenerate"].astype(bool).any():
         axis.scatter([], [], color="tab:red", marker="x", label="degenerate run (one class predicted, or "
                                                                  "train fitted while test at chance)")

@@ -2,10 +2,10 @@
 
 summary.csv holds, per (arm, level, metric), the mean over cells and its interval, the paired
 difference against the real-only classifier (the 0 % cell) with its interval, p-value and minimum
-detectable effect, and per ratio the paired GAN - classic contrast; the intervals and tests are
-`augstudy.classify.inference`'s, whose error rates bench/calibration.py measures. On the primary
-metric (`--primary`) the gan and classic ratios vs 0 % and the GAN - classic contrasts are one
-confirmatory family, Holm-corrected together (or, with `--primary-ratio`, the one GAN ratio vs 0 %
+detectable effect, and per ratio the paired contrasts between the added-image arms (GAN - classic,
+diffusion - classic, GAN - diffusion); the intervals and tests are `augstudy.classify.inference`'s,
+whose error rates bench/calibration.py measures. On the primary metric (`--primary`) the gan,
+diffusion and classic ratios vs 0 % and those contrasts are one confirmatory family, Holm-corrected together (or, with `--primary-ratio`, the one GAN ratio vs 0 %
 is the only confirmatory test); everything else is descriptive and says so in its `correction`
 column. answer.json states the answer for the primary metric in one sentence, with the data
 warnings and the figures in reading order (paths relative to the results folder).
@@ -23,6 +23,7 @@ import pandas as pd
 from scipy import stats
 
 from augstudy.classify import equivalence, plots
+from augstudy.classify.arms import ADDED_ARMS, SYNTHETIC_ONLY
 from augstudy.classify.inference import CellCache, cell_key, estimate
 from augstudy.classify.metrics import BOUNDED, LOWER_IS_BETTER, METRICS
 from augstudy.classify.stats import draw_bootstrap, holm, per_seed_replicates, replicate_values
@@ -45,9 +46,7 @@ DESIGN_NOTES = {
 }
 # Figures drawn per metric, besides the primary one (which comes first).
 FIGURE_METRICS = ("balanced_accuracy", "roc_auc", "sensitivity", "specificity", "accuracy")
-ARM_TITLES = {"gan": "GAN images", "classic": "Classic augmentation"}
-ARM_NAMES = {"gan": "GAN images", "classic": "classic augmentation", "real": "real images only",
-             "synthetic-only": "synthetic images only"}
+ARM_TITLES = {"gan": "GAN images", "diffusion": "Diffusion images", "classic": "Classic augmentation"}
 METRIC_NAMES = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "sensitivity": "sensitivity",
                 "specificity": "specificity", "roc_auc": "ROC AUC", "f1": "F1", "test_loss": "test loss"}
 REFERENCE_LABEL = "real only (0 %)"
@@ -105,19 +104,24 @@ def ratio_label(ratio: float) -> str:
 def level_label(arm: str, ratio: float, fraction: float) -> str:
     if arm == "real":
         return f"real {fraction:g} %"
-    if arm == "synthetic-only":
-        return "synthetic only"
+    if arm in SYNTHETIC_ONLY:
+        return "synthetic only" if arm == "synthetic-only" else "diffusion only"
     return f"{arm} +{ratio:g} %"
 
 
 def _reference_key(arm: str) -> tuple[str, float, float] | None:
-    return {"gan": ("gan", 0, 100), "classic": ("classic", 0, 100), "real": ("real", 0, 100)}.get(arm)
+    return (arm, 0, 100) if arm in (*ADDED_ARMS, "real") else None
 
 
 # Means that agree to this many decimals are reported as a tie (the committed "best" once won by 2e-16).
 TIE_TOLERANCE = 1e-3
-FAMILY_ARMS = ("gan", "classic")
-CONTRAST_ARM = "gan - classic"
+# Paired contrasts at equal added counts (summary.csv's arm -> the two arms), with what the answer calls them.
+CONTRASTS = {"gan - classic": ("gan", "classic"), "diffusion - classic": ("diffusion", "classic"),
+             "gan - diffusion": ("gan", "diffusion")}
+CONTRAST_WORDS = {"gan - classic": ("GAN minus classic augmentation", "classic augmentation", "GAN images"),
+                  "diffusion - classic": ("Diffusion minus classic augmentation", "classic augmentation",
+                                          "diffusion images"),
+                  "gan - diffusion": ("GAN minus diffusion images", "diffusion images", "GAN images")}
 
 
 def _design(rows: Sequence[TableRow]) -> str:
@@ -130,9 +134,10 @@ def inference_summary(
 ) -> pd.DataFrame:
     """summary.csv's rows: per (arm, level, metric) the mean and its interval, the paired difference
     against the arm's 0 % cell with its interval, p-value and minimum detectable effect; plus, per
-    ratio, the paired GAN - classic contrast. The confirmatory family on the primary metric is every
-    gan and classic ratio against 0 % and every GAN - classic contrast, Holm-corrected together, or
-    the single test of GAN at `primary_ratio` against 0 %; every other p-value is descriptive."""
+    ratio, the paired contrasts (CONTRASTS) of the arms present. The confirmatory family on the primary
+    metric is every gan, diffusion and classic ratio against 0 % and every contrast, Holm-corrected
+    together, or the single test of GAN at `primary_ratio` against 0 %; every other p-value is
+    descriptive."""
     first = rows[0][4]
     positive = first["class_names"].index(first["positive_class"])
     values = CellCache(positive)
@@ -169,20 +174,21 @@ def inference_summary(
             if reference is not None:
                 record.update(_difference_columns(estimate(cells, reference, metric, values)))
             records.append(record)
-    for ratio in sorted({key[1] for key in groups if key[0] == "gan" and key[1] > 0}):
-        if ("classic", ratio, 100) not in groups:
-            continue
-        cells = groups[("gan", ratio, 100)]
-        for metric in METRICS:
-            contrast = estimate(cells, groups[("classic", ratio, 100)], metric, values)
-            records.append({
-                "arm": CONTRAST_ARM, "ratio": ratio, "real_fraction": 100, "metric": metric,
-                "role": "primary" if metric == primary else "secondary", "n": len(cells),
-                "n_seeds": contrast.n_seeds, "n_gan_seeds": contrast.n_gan_seeds, "n_blocks": contrast.n_blocks,
-                "mean": np.nan, "ci_low": np.nan, "ci_high": np.nan, "interval": contrast.method, "se": np.nan,
-                "reference": f"classic +{ratio:g} %", **_difference_columns(contrast),
-                "n_real_per_class": np.nan,
-            })
+    for contrast_arm, (arm, other) in CONTRASTS.items():
+        for ratio in sorted({key[1] for key in groups if key[0] == arm and key[1] > 0}):
+            if (other, ratio, 100) not in groups:
+                continue
+            cells = groups[(arm, ratio, 100)]
+            for metric in METRICS:
+                contrast = estimate(cells, groups[(other, ratio, 100)], metric, values)
+                records.append({
+                    "arm": contrast_arm, "ratio": ratio, "real_fraction": 100, "metric": metric,
+                    "role": "primary" if metric == primary else "secondary", "n": len(cells),
+                    "n_seeds": contrast.n_seeds, "n_gan_seeds": contrast.n_gan_seeds, "n_blocks": contrast.n_blocks,
+                    "mean": np.nan, "ci_low": np.nan, "ci_high": np.nan, "interval": contrast.method, "se": np.nan,
+                    "reference": f"{other} +{ratio:g} %", **_difference_columns(contrast),
+                    "n_real_per_class": np.nan,
+                })
     summary = pd.DataFrame(records)
     return _correct(summary, primary, primary_ratio)
 
@@ -198,13 +204,14 @@ def _correct(summary: pd.DataFrame, primary: str, primary_ratio: float | None) -
     summary["p_holm"] = np.nan
     summary["correction"] = "none (secondary metric)"
     on_primary = (summary["metric"] == primary) & summary["p_value"].notna()
-    in_family = on_primary & (summary["arm"].isin(FAMILY_ARMS) | (summary["arm"] == CONTRAST_ARM))
+    in_family = on_primary & summary["arm"].isin((*ADDED_ARMS, *CONTRASTS))
     if primary_ratio is not None:
         in_family = on_primary & (summary["arm"] == "gan") & (summary["ratio"] == primary_ratio)
         label = f"none needed: the one pre-declared confirmatory test (GAN +{primary_ratio:g} % vs 0 %)"
     else:
-        members = [f"{arm} ratios vs 0 %" for arm in FAMILY_ARMS if (in_family & (summary["arm"] == arm)).any()]
-        members += ["GAN - classic at each ratio"] if (in_family & (summary["arm"] == CONTRAST_ARM)).any() else []
+        members = [f"{arm} ratios vs 0 %" for arm in ADDED_ARMS if (in_family & (summary["arm"] == arm)).any()]
+        members += [f"{CONTRAST_WORDS[arm][0].replace(' minus ', ' - ')} at each ratio" for arm in CONTRASTS
+                    if (in_family & (summary["arm"] == arm)).any()]
         label = f"Holm over the {int(in_family.sum())} confirmatory tests ({', '.join(members)})"
     summary.loc[in_family, "p_holm"] = holm(summary.loc[in_family, "p_value"].tolist())
     summary.loc[in_family, "correction"] = label
@@ -374,8 +381,8 @@ def headroom_statement(rows: pd.DataFrame, primary: str) -> str:
     smallest gain its confirmatory GAN tests detect with 80 % power."""
     if not {"reference", "mde_80", "p_holm"} <= set(rows.columns):
         return ""
-    reference = rows[(rows["arm"].isin(FAMILY_ARMS + ("real",))) & (rows["reference"].fillna("") == "")]
-    gan = rows[(rows["arm"] == "gan") & rows["mde_80"].notna() & rows["p_holm"].notna()]
+    reference = rows[(rows["arm"].isin(ADDED_ARMS + ("real",))) & (rows["reference"].fillna("") == "")]
+    gan = rows[rows["arm"].isin(("gan", "diffusion")) & rows["mde_80"].notna() & rows["p_holm"].notna()]
     if reference.empty or gan.empty or primary not in BOUNDED:
         return ""
     baseline = float(reference["mean"].iloc[0])
@@ -405,7 +412,7 @@ def answer_sentence(summary: pd.DataFrame, primary: str, positive: str, equivale
     correction = family["correction"].iloc[0] if len(family) and "correction" in family else ""
     if correction:
         parts.append(f"Confirmatory tests: {correction}; all other p-values are descriptive.")
-    for arm in FAMILY_ARMS:
+    for arm in ADDED_ARMS:
         arm_rows = rows[(rows["arm"] == arm) & (rows["ratio"] > 0)]
         if arm_rows.empty:
             continue
@@ -417,21 +424,23 @@ def answer_sentence(summary: pd.DataFrame, primary: str, positive: str, equivale
         text += (_verdict(tested, lower_better, "0 %") + "." if not tested.empty
                  else "its ratios are outside the confirmatory test (descriptive only).")
         parts.append(text)
-    contrast = rows[rows["arm"] == CONTRAST_ARM].sort_values("ratio")
-    if not contrast.empty:
+    for contrast_arm, (title, against, images) in CONTRAST_WORDS.items():
+        contrast = rows[rows["arm"] == contrast_arm].sort_values("ratio")
+        if contrast.empty:
+            continue
         listed = "; ".join(f"{row.ratio:g} %: {_fmt(row.mean_difference)} ({_fmt(row.diff_ci_low)} to "
                            f"{_fmt(row.diff_ci_high)})" for row in contrast.itertuples())
         tested = contrast[contrast["p_holm"].notna()]
-        verdict = (_verdict(tested, lower_better, "classic augmentation") if not tested.empty
-                   else "descriptive only").replace("ratio differs", "ratio's GAN images differ")
-        parts.append(f"GAN minus classic augmentation at equal added counts, paired: {listed}; {verdict}.")
+        verdict = (_verdict(tested, lower_better, against) if not tested.empty
+                   else "descriptive only").replace("ratio differs", f"ratio's {images} differ")
+        parts.append(f"{title} at equal added counts, paired: {listed}; {verdict}.")
     headroom = headroom_statement(rows, primary)
     if headroom:
         parts.append(headroom)
-    gan = rows[rows["arm"] == "gan"]
-    if design == "split" and len(gan) and "n_gan_seeds" in gan and gan["n_gan_seeds"].max() <= 1:
-        parts.append("With one generator, the intervals hold for this generator's images: its own run-to-run "
-                     "variation is not in them (several GAN seeds, or the CV design, show it).")
+    generated = rows[rows["arm"].isin(("gan", "diffusion"))]
+    if design == "split" and len(generated) and "n_gan_seeds" in generated and generated["n_gan_seeds"].max() <= 1:
+        parts.append("With one trained run per generator, the intervals hold for that run's images: a generator's "
+                     "own run-to-run variation is not in them (several generator seeds, or the CV design, show it).")
     curve = rows[rows["arm"] == "real"].sort_values("real_fraction")
     if len(curve) > 1:
         smallest, full = curve.iloc[0], curve.iloc[-1]
@@ -440,12 +449,13 @@ def answer_sentence(summary: pd.DataFrame, primary: str, positive: str, equivale
                      f"per class on average), {name} is {smallest['mean']:.3f} "
                      f"({_fmt(smallest['mean_difference'])}, interval {_fmt(smallest['diff_ci_low'])} to "
                      f"{_fmt(smallest['diff_ci_high'])}).")
-    synthetic = rows[rows["arm"] == "synthetic-only"]
-    if not synthetic.empty:
-        row = synthetic.iloc[0]
-        parts.append(f"Trained on synthetic images only and tested on real ones, {name} is {row['mean']:.3f} "
-                     f"(interval {row['ci_low']:.3f} to {row['ci_high']:.3f}), {_fmt(row['mean_difference'])} "
-                     f"against real images only.")
+    for arm, images in SYNTHETIC_ONLY.items():
+        synthetic = rows[rows["arm"] == arm]
+        if not synthetic.empty:
+            row = synthetic.iloc[0]
+            parts.append(f"Trained on {images} only and tested on real ones, {name} is {row['mean']:.3f} "
+                         f"(interval {row['ci_low']:.3f} to {row['ci_high']:.3f}), {_fmt(row['mean_difference'])} "
+                         f"against real images only.")
     if equivalents and all(item["words"] == equivalence.FLAT for item in equivalents):
         parts.append(f"Real-image equivalents: none can be read, since more real images did not raise {name} on "
                      "the learning curve (its isotonic fit is flat).")

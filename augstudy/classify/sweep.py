@@ -1,21 +1,26 @@
 """`augstudy sweep`: a classifier trained for every (arm, level, seed) cell.
 
 Arms (`--arms`, default `gan`), every one with the same seeds and real validation and test sets:
-- `gan`: the real train set plus r % synthetic images per class (`--ratios`);
+- `gan`: the real train set plus r % synthetic images per class (`--ratios`) from the GAN pool
+  (`--pool DIR` or `--pool gan=DIR`);
+- `diffusion`: the same with the diffusion model's pool (`--pool diffusion=DIR`), so the two
+  generators compare at equal added counts with the same seeds and test draws;
 - `classic`: the real train set plus r % classically augmented copies of real train images of
   the same class (`augstudy.classify.classic`), so GAN and classic augmentation compare at equal
   added counts;
 - `real`: a learning curve on real data only, `--real-fractions` % of each class's real train
   images, nested per seed (the 50 % images are among the 75 % ones);
-- `synthetic-only`: as many synthetic images per class as the real train set has and no real
-  ones, tested on real images (the generator's classification accuracy score).
-The 0 % cell of `gan` and `classic` and the 100 % cell of `real` are the same classifier (the
+- `synthetic-only`: as many GAN images per class as the real train set has and no real ones,
+  tested on real images (the generator's classification accuracy score); `diffusion-only` the same
+  with the diffusion pool.
+The 0 % cell of `gan`, `diffusion` and `classic` and the 100 % cell of `real` are the same classifier (the
 real train set alone); it is trained once, as `ratio-000_seed-NN`, and is every arm's reference.
 
 `--design cv` trains that grid in every (repeat, fold) of a repeated, stratified, grouped K-fold
 plan over all labelled images (augstudy.data.folds): each fold's cells train, stop early and test on
 that fold's own images, draw synthetic images from that fold's pools (one per GAN seed, checked
-against the plan by the pool's fold.json) and classic copies of that fold's training images only.
+against the plan by the pool's fold.json; a diffusion pool is laid out the same way, with
+diffusion-<G> folders) and classic copies of that fold's training images only.
 
 Backbone features of every image (and augmented view) are computed once through the feature
 cache; each cell then trains only the head. Each finished cell is written atomically to
@@ -40,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import numpy as np
 
+from augstudy.classify.arms import ADDED_ARMS, ARMS, GENERATORS, POOL_ARMS
 from augstudy.classify.backbones import (
     BACKBONES,
     Backbone,
@@ -131,7 +137,6 @@ DESIGNS = ("split", "cv")
 CV_DEFAULTS = {"folds": 5, "repeats": 2, "gan_seeds": 2, "cv_seed": 0, "val_fraction": 0.2}
 CV_FLAGS = {"folds": "--folds", "repeats": "--repeats", "gan_seeds": "--gan-seeds", "cv_seed": "--cv-seed",
             "group_by": "--group-by", "val_fraction": "--val-fraction"}
-ARMS = ("gan", "classic", "real", "synthetic-only")
 CLASS_WEIGHTS = ("none", "balanced")
 # Fewer replicates than this give percentile intervals too coarse to read.
 MIN_BOOTSTRAP = 100
@@ -155,7 +160,8 @@ class SweepOptions:
 
     data: Path
     out: Path
-    pool: Path | None = None
+    pool: Path | None = None  # the GAN's pool
+    diffusion_pool: Path | None = None  # the diffusion model's pool (augstudy generate on a diffusion snapshot)
     design: str = "split"  # split: prepare's train/valid/test; cv: repeated grouped K-fold (augstudy.data.folds)
     folds: int | None = ranged(None, low=1, integer=True)  # the cv options; None: CV_DEFAULTS (split: 1)
     repeats: int | None = ranged(None, low=1, integer=True)
@@ -205,16 +211,16 @@ class SweepOptions:
 
 @dataclass(frozen=True)
 class CellKey:
-    """One trained classifier: `group` is "baseline" (the real train set alone), "gan", "classic",
-    "real" or "synthetic-only"; `level` the added % (gan, classic), the real fraction % (real) or
-    100 (synthetic-only)."""
+    """One trained classifier: `group` is "baseline" (the real train set alone) or an arm; `level`
+    the added % (gan, diffusion, classic), the real fraction % (real) or 100 (synthetic-only,
+    diffusion-only)."""
 
     group: str
     level: float
     seed: int
     repeat: int = 0
     fold: int = 0
-    gan_seed: int | None = None  # the generator whose pool the cell draws from; None: no synthetic images
+    gan_seed: int | None = None  # the generator seed whose pool the cell draws from; None: no synthetic images
     cv: bool = False
 
     @property
@@ -224,35 +230,34 @@ class CellKey:
         level, seed = ratio_label(self.level), f"seed-{self.seed:02d}"
         name = {
             "baseline": f"ratio-000_{seed}", "gan": f"ratio-{level}_{seed}",
+            "diffusion": f"diffusion_ratio-{level}_{seed}",
             "classic": f"classic_ratio-{level}_{seed}", "real": f"real_fraction-{level}_{seed}",
-            "synthetic-only": f"synthetic-only_{seed}",
+            "synthetic-only": f"synthetic-only_{seed}", "diffusion-only": f"diffusion-only_{seed}",
         }[self.group]
         if not self.cv:  # the split design keeps the names of older results
             return name
-        generator = "" if self.gan_seed is None else f"gan-{self.gan_seed}_"
+        generator = "" if self.gan_seed is None else f"{POOL_ARMS[self.group]}-{self.gan_seed}_"
         return f"{fold_name(self.repeat, self.fold)}_{generator}{name}"
 
 
 def cell_key(arm: str, level: float, seed: int, unit: FoldUnit | None = None, gan_seed: int = 0) -> CellKey:
     """The cell an (arm, level) row reads: the real-only classifier is shared by every arm."""
     where = {} if unit is None else {"repeat": unit.repeat, "fold": unit.fold, "cv": unit.cv}
-    if (arm in ("gan", "classic") and level == 0) or (arm == "real" and level == 100):
+    if (arm in ADDED_ARMS and level == 0) or (arm == "real" and level == 100):
         return CellKey("baseline", 0, seed, **where)
     return CellKey(arm, level, seed, gan_seed=gan_seed if arm in POOL_ARMS else None, **where)
 
 
-POOL_ARMS = ("gan", "synthetic-only")
-
 
 @dataclass(frozen=True)
 class FoldUnit:
-    """What one (repeat, fold) trains on: its real images and its pools by GAN seed. The split
-    design is one unit (repeat 0, fold 0) with one pool (GAN seed 0)."""
+    """What one (repeat, fold) trains on: its real images and its pools by (generator, seed). The
+    split design is one unit (repeat 0, fold 0) with one pool per generator (seed 0)."""
 
     repeat: int
     fold: int
     data: PreparedData
-    pools: dict[int, dict[str, list[ImageRef]]]
+    pools: dict[tuple[str, int], dict[str, list[ImageRef]]]
     digest: str | None = None  # the cv fold's Fold.digest(): which images are train, valid and test
     cv: bool = False
 
@@ -288,9 +293,9 @@ def grid_rows(options: SweepOptions, unit: FoldUnit | None = None) -> list[Row]:
     generators = range(int(options.gan_seeds or 1)) if unit is not None and unit.cv else range(1)
     for arm in options.arms:
         for seed in range(options.seeds):
-            if arm in ("gan", "classic"):
+            if arm in ADDED_ARMS:
                 for ratio in options.ratios:
-                    seeds = generators if arm == "gan" and ratio > 0 else range(1)
+                    seeds = generators if arm in POOL_ARMS and ratio > 0 else range(1)
                     rows += [Row(arm, ratio, 100, cell_key(arm, ratio, seed, unit, g)) for g in seeds]
             elif arm == "real":
                 rows += [Row(arm, 0, fraction, cell_key(arm, fraction, seed, unit))
@@ -326,6 +331,25 @@ def parse_ratios(text: str, option: str = "--ratios") -> tuple[float, ...]:
     return tuple(int(value) if value.is_integer() else value for value in values)
 
 
+def parse_pools(ctx: click.Context, param: click.Parameter, values: Sequence[str]) -> dict[str, Path]:
+    """`--pool DIR`, `--pool gan=DIR`, `--pool diffusion=DIR` -> generator -> existing folder; a
+    generator named twice or unknown is refused."""
+    pools: dict[str, Path] = {}
+    for value in values:
+        name, separator, folder = value.partition("=")
+        generator, folder = (name, folder) if separator and name in GENERATORS else ("gan", value)
+        if separator and name not in GENERATORS and not Path(value).is_dir():
+            raise click.BadParameter(f"{value!r}: name a generator out of {', '.join(GENERATORS)} "
+                                     "(e.g. --pool diffusion=DIR), or give a folder", param_hint="--pool")
+        if generator in pools:
+            raise click.BadParameter(f"{generator} is given twice ({pools[generator]} and {folder}); give one "
+                                     "pool per generator", param_hint="--pool")
+        if not Path(folder).is_dir():
+            raise click.BadParameter(f"{folder}: no such folder", param_hint="--pool")
+        pools[generator] = Path(folder)
+    return pools
+
+
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise SweepError(message)
@@ -358,7 +382,7 @@ def resolve_options(options: SweepOptions, data: PreparedData) -> SweepOptions:
                             "--design cv or drop them")
         design = {"folds": 1, "repeats": 1, "gan_seeds": 1}
     else:
-        design = {**CV_DEFAULTS, **({"gan_seeds": 1} if not _needs_pool(options) else {}), **given}
+        design = {**CV_DEFAULTS, **({"gan_seeds": 1} if not needed_generators(options) else {}), **given}
         _require(design["folds"] >= 2, f"--folds {design['folds']}: cross-validation needs at least 2 folds")
     if options.schedule == "fixed":  # nothing is monitored and nothing stops early: such options would be ignored
         _require(options.patience is None, f"--patience {options.patience}: --schedule fixed has no early stopping; "
@@ -367,7 +391,7 @@ def resolve_options(options: SweepOptions, data: PreparedData) -> SweepOptions:
                                                      "nothing; drop --monitor or use --schedule plateau")
     _require(bool(arms) and len(set(arms)) == len(arms) and all(arm in ARMS for arm in arms),
              f"--arms {','.join(arms)}: give distinct arms out of {', '.join(ARMS)}")
-    if any(arm in ("gan", "classic") for arm in arms):
+    if any(arm in ADDED_ARMS for arm in arms):
         _require(0 in ratios, f"--ratios {','.join(map(str, ratios))}: include 0, the real-only reference "
                               "every ratio is compared with")
     _require(options.primary_ratio is None or ("gan" in arms and options.primary_ratio in ratios
@@ -379,10 +403,16 @@ def resolve_options(options: SweepOptions, data: PreparedData) -> SweepOptions:
     if 100 not in fractions:
         fractions = (*fractions, 100)  # the full real train set: the curve's end and the reference
     fractions = tuple(sorted(fractions))
-    needs_pool = _needs_pool(dataclasses.replace(options, arms=arms, ratios=ratios))
-    _require(not needs_pool or options.pool is not None,
+    needed = needed_generators(dataclasses.replace(options, arms=arms, ratios=ratios))
+    _require("gan" not in needed or options.pool is not None,
              "the gan arm above 0 % and the synthetic-only arm need --pool (a folder of <class>/*.png "
              "synthetic images)")
+    _require("diffusion" not in needed or options.diffusion_pool is not None,
+             "the diffusion arm above 0 % and the diffusion-only arm need --pool diffusion=DIR (a folder of "
+             "<class>/*.png images from `augstudy generate --network <diffusion snapshot>`)")
+    _require(options.diffusion_pool is None or "diffusion" in needed,
+             f"--pool diffusion={options.diffusion_pool}: no arm reads it; add diffusion (with a ratio above 0) "
+             "or diffusion-only to --arms, or drop it")
     positive = positive_class(data.class_names, options.positive_class)
     _require(positive in data.class_names,
              f"--positive-class {positive!r} is not one of {', '.join(data.class_names)}")
@@ -474,7 +504,7 @@ class Sweep:
             common["design"] = "cv"
             common["fold_digest"] = self.unit.digest
         if group in POOL_ARMS:
-            pool = self.pools[int(key.gan_seed or 0)]
+            pool = self.pool(key)
             common["pool_sha256"] = hashlib.sha256(
                 json.dumps({name: [ref.sha256 for ref in refs] for name, refs in pool.items()}).encode()
             ).hexdigest()
@@ -504,21 +534,25 @@ class Sweep:
                                         Path(self.options.out) / "classic" / digest,
                                         copies_per_image(max(self.options.ratios)), self.recipe)
 
+    def pool(self, key: CellKey) -> dict[str, list[ImageRef]]:
+        """The pool a synthetic-drawing cell reads: its arm's generator, its generator seed."""
+        return self.pools[(POOL_ARMS[key.group], int(key.gan_seed or 0))]
+
     def training_items(self, key: CellKey) -> tuple[list[LabelledImage], list[LabelledImage]]:
         """(real, added) training images of a cell, each repeated for its augmented views."""
         train = self.data.subsets["train"]
         real, added = list(train), []
         if key.group == "real":
             real = nested_real_subset(train, self.n_classes, key.level, key.seed)
-        elif key.group in ("gan", "classic"):
-            source = self.pools[int(key.gan_seed or 0)] if key.group == "gan" else self.classic
+        elif key.group in ADDED_ARMS:
+            source = self.classic if key.group == "classic" else self.pool(key)
             counts = synthetic_counts(key.level, self.data.real_counts())
             added = [LabelledImage(ref, label) for ref, label in
                      sample_synthetic(source, counts, self.class_names, key.seed)]
-        elif key.group == "synthetic-only":
+        elif key.group in POOL_ARMS:  # synthetic-only, diffusion-only
             real = []
             added = [LabelledImage(ref, label) for ref, label in
-                     sample_synthetic(self.pools[int(key.gan_seed or 0)], self.data.real_counts(),
+                     sample_synthetic(self.pool(key), self.data.real_counts(),
                                       self.class_names, key.seed)]
         expand = range(self.options.aug_views + 1)
         return ([LabelledImage(dataclasses.replace(item.ref, view=view), item.label) for item in real for view in expand],
@@ -605,12 +639,14 @@ class Sweep:
         reason = degenerate_reason(proba.argmax(axis=1), train_accuracy, metrics["balanced_accuracy"],
                                    self.n_classes)
         views = self.options.aug_views + 1
-        pool_root = Path(self.options.pool or "/") if key.group != "classic" else Path(self.options.out)
+        added_root = (Path(pool_root(self.options, POOL_ARMS[key.group]) or "/") if key.group in POOL_ARMS
+                      else Path(self.options.out))
         batches_per_epoch = math.ceil(len(train) / int(self.options.batch_size))  # type: ignore[arg-type]
         cell = {
             "group": key.group, "level": key.level, "seed": key.seed, "fingerprint": fingerprint,
             "design": self.options.design, "repeat": key.repeat, "fold": key.fold,
             "gan_seed": key.gan_seed if key.group in POOL_ARMS else None,
+            "generator": POOL_ARMS.get(key.group),
             "steps_kept": result.best_epoch * batches_per_epoch, "batches_per_epoch": batches_per_epoch,
             "metrics": metrics,
             "n_real": len(real) // views, "n_added": len(added) // views,
@@ -625,7 +661,7 @@ class Sweep:
             "backbone": self.options.backbone, "weights": self.weights.label, "head": self.options.head,
             "split": self.options.split, "keras_backend": self.backend,
             "feature_cache": self.options.feature_cache,
-            "added_images": [str(Path(item.ref.path).relative_to(pool_root)) for item in added if item.ref.view == 0],
+            "added_images": [str(Path(item.ref.path).relative_to(added_root)) for item in added if item.ref.view == 0],
             "test_predictions": [
                 {"image": str(item.ref.path.relative_to(self.data.root)), "label": item.label,
                  "proba": [float(p) for p in row]}
@@ -673,51 +709,70 @@ def fold_plan(options: SweepOptions, data: PreparedData) -> FoldPlan:
     return plan_folds(data.root, data.split, data.class_names, fold_options)
 
 
-def _needs_pool(options: SweepOptions) -> bool:
-    return ("gan" in options.arms and any(ratio > 0 for ratio in options.ratios)) or "synthetic-only" in options.arms
+def needed_generators(options: SweepOptions) -> list[str]:
+    """The generators whose pools the arms draw from: an added-images arm above 0 %, or a synthetic-only one."""
+    adds = any(ratio > 0 for ratio in options.ratios)
+    return [generator for generator in GENERATORS
+            if any(POOL_ARMS[arm] == generator and (arm not in ADDED_ARMS or adds)
+                   for arm in options.arms if arm in POOL_ARMS)]
+
+
+def pool_root(options: SweepOptions, generator: str) -> Path | None:
+    """The pool folder of `generator` (the cv design's root, holding a folder per fold)."""
+    return {"gan": options.pool, "diffusion": options.diffusion_pool}[generator]
+
+
+def pool_ratios(options: SweepOptions, generator: str) -> list[float]:
+    """The largest shares a generator's pools must cover: its added arm's ratios, 100 for its synthetic-only arm."""
+    return [ratio for arm in options.arms if POOL_ARMS.get(arm) == generator
+            for ratio in (options.ratios if arm in ADDED_ARMS else [100])]
 
 
 def fold_units(options: SweepOptions, data: PreparedData) -> tuple[list[FoldUnit], FoldPlan | None]:
     """The units the sweep trains: the split design's one, or one per (repeat, fold) of the cv plan,
     each with its pools checked against what its cells will draw."""
     if options.design == "split":
-        pools = {0: read_pool(options.pool)} if options.pool is not None else {}
+        pools = {(generator, 0): read_pool(root) for generator in GENERATORS
+                 if (root := pool_root(options, generator)) is not None}
         return [FoldUnit(0, 0, data, pools)], None
     plan = fold_plan(options, data)
     units = []
     for fold in plan.folds:
         pools = {}
-        if _needs_pool(options):
-            check_fold_pool(options.pool, fold.name, fold.digest())  # type: ignore[arg-type]
-            pools = {g: read_pool(cv_pool_dir(options.pool, fold.name, g))  # type: ignore[arg-type]
-                     for g in range(int(options.gan_seeds))}  # type: ignore[arg-type]
+        for generator in needed_generators(options):
+            root = Path(pool_root(options, generator))  # type: ignore[arg-type]
+            check_fold_pool(root, fold.name, fold.digest())
+            pools.update({(generator, g): read_pool(cv_pool_dir(root, fold.name, g, generator))
+                          for g in range(int(options.gan_seeds))})  # type: ignore[arg-type]
         units.append(FoldUnit(fold.repeat, fold.fold, fold_data(data, fold.train, fold.valid, fold.test), pools,
                               fold.digest(), cv=True))
     return units, plan
 
 
 def _check_pools(options: SweepOptions, units: Sequence[FoldUnit], geometry_size: int) -> None:
-    ratios = [ratio for ratio in options.ratios if "gan" in options.arms] + (
-        [100] if "synthetic-only" in options.arms else [])
-    for unit in units:
-        for gan_seed, pool in unit.pools.items():
-            name = (f"pool {options.pool}" if not unit.cv
-                    else f"pool {cv_pool_dir(options.pool, fold_name(unit.repeat, unit.fold), gan_seed)}")  # type: ignore[arg-type]
-            if ratios:
+    for generator in GENERATORS:
+        root, ratios = pool_root(options, generator), pool_ratios(options, generator)
+        for unit in units:
+            for (owner, seed), pool in unit.pools.items():
+                if owner != generator or not ratios:
+                    continue
+                name = (f"pool {root}" if not unit.cv
+                        else f"pool {cv_pool_dir(root, fold_name(unit.repeat, unit.fold), seed, generator)}")  # type: ignore[arg-type]
                 check_pool(pool, unit.data.real_counts(), ratios, pool_name=name)
-    first = next((pool for unit in units for pool in unit.pools.values()), None)
-    if first:
-        kinds = image_kinds(ref.path for refs in first.values() for ref in refs)
-        warning = kinds_warning(f"pool {options.pool}", kinds, geometry_size)
-        if warning:
-            print(f"warning: {warning}", file=sys.stderr)
+        first = next((pool for unit in units for (owner, _), pool in unit.pools.items() if owner == generator), None)
+        if first:
+            kinds = image_kinds(ref.path for refs in first.values() for ref in refs)
+            warning = kinds_warning(f"pool {root}", kinds, geometry_size)
+            if warning:
+                print(f"warning: {warning}", file=sys.stderr)
 
 
 
 def sweep_inputs(options: SweepOptions) -> dict[str, Path | str | None]:
     """What the sweep reads, which its --out may neither lie in nor hold."""
     weights = None if options.weights in ("imagenet", "none", "auto") else options.weights
-    return {"--data": options.data, "--pool": options.pool, "--weights": weights}
+    return {"--data": options.data, "--pool": options.pool, "--pool diffusion=": options.diffusion_pool,
+            "--weights": weights}
 
 
 def run_sweep(options: SweepOptions) -> SweepOutcome:
@@ -793,8 +848,9 @@ def _run_sweep(options: SweepOptions) -> SweepOutcome:
 @click.command("sweep")
 @click.option("--data", "data", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
               help="Prepared folder (augstudy prepare --out).")
-@click.option("--pool", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Synthetic pool: a folder of <class>/*.png (augstudy generate --out).")
+@click.option("--pool", "pools", multiple=True, callback=parse_pools, metavar="[GENERATOR=]DIR",
+              help="Synthetic pool: a folder of <class>/*.png (augstudy generate --out); DIR or gan=DIR for the "
+                   "GAN's, diffusion=DIR for the diffusion model's (repeat --pool for both).")
 @click.option("--out", type=OutputPath(), required=True, help="RESULTS folder.")
 @click.option("--design", type=click.Choice(DESIGNS), default="split", show_default=True,
               help="split: prepare's train/valid/test; cv: repeated, stratified, grouped K-fold over all of them, "
@@ -875,10 +931,12 @@ def _run_sweep(options: SweepOptions) -> SweepOutcome:
                    "first fold).")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved options and exit.")
-def sweep_command(ratios: str, arms: str, real_fractions: str, quiet: bool, dry_run: bool, **kwargs: Any) -> None:
+def sweep_command(ratios: str, arms: str, real_fractions: str, quiet: bool, dry_run: bool,
+                  pools: dict[str, Path], **kwargs: Any) -> None:
     """Train a classifier for every arm x level x seed; write results, summary, answer and figures."""
     try:
         options = SweepOptions(ratios=parse_ratios(ratios), progress=not quiet,
+                               pool=pools.get("gan"), diffusion_pool=pools.get("diffusion"),
                                arms=tuple(part.strip() for part in arms.split(",") if part.strip()),
                                real_fractions=parse_ratios(real_fractions, "--real-fractions"), **kwargs)
         if dry_run:  # checks what the run checks, writes nothing

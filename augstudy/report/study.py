@@ -15,6 +15,7 @@ import csv
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,7 +65,8 @@ def write_study_report(study: Study) -> Path:
             Code(f"augstudy run {study.config.path.name} --out {_from_config(study, out)}"
                  + (f" --source {_from_config(study, Path(study.config.source))}" if local else "")))
     _data_section(doc, study)
-    _gan_section(doc, study)
+    for generator in study.config.generators:
+        _generator_section(doc, study, generator)
     for split, results in outputs.items():
         _classifier_section(doc, study, results, split)
     _timing_section(doc, study)
@@ -216,18 +218,19 @@ def _data_section(doc: Document, study: Study) -> None:
             Paragraph("Images in valid/test that are exact (byte or pixel) or near (perceptual hash) copies of a "
                       "train image inflate test accuracy; the dedup split removes them."),
             Table(["split", "class", "official", "dedup", "exact copies of train", "near copies of train"], rows))
-    pool = study.sample_pool  # cv: the first fold's first generator
-    grid = image_grid(study.prepared / "images" / "train", pool, classes,
+    pools = {GENERATOR_TITLES[generator][1]: study.sample_pool_of(generator)  # cv: each one's first fold and seed
+             for generator in study.config.generators}
+    grid = image_grid(study.prepared / "images" / "train", list(pools.values()), classes,
                       study.out / "report_files" / "real_vs_synthetic.png")
     if grid is not None:
-        has_pool = any((pool / name).is_dir() for name in classes)
-        caption = (f"Rows: {', '.join(classes)}. Left: {GRID_PER_CLASS} real train images"
-                   + (f"; right, after the gap: {GRID_PER_CLASS} synthetic images of the same class" if has_pool
-                      else "") + f" (each shown at {grid[1]} px, nearest-neighbour).")
+        shown = [name for name, pool in pools.items() if any((pool / cls).is_dir() for cls in classes)]
+        caption = (f"Rows: {', '.join(classes)}. Left: {GRID_PER_CLASS} distinct real train images"
+                   + (f"; then, after each gap, {GRID_PER_CLASS} of the same class from each pool: "
+                      f"{', then '.join(shown)}" if shown else "") + f" (each shown at {grid[1]} px, nearest-neighbour).")
+        options = ", ".join(_rel(study, pool / "generate_options.json") for pool in pools.values())
         doc.add(Figure(_rel(study, grid[0]), caption,
                        f"augstudy prepare and generate (options: "
-                       f"{_rel(study, study.prepared / 'prepare_options.json')}, "
-                       f"{_rel(study, pool / 'generate_options.json')})"))
+                       f"{_rel(study, study.prepared / 'prepare_options.json')}, {options})"))
 
 
 def _distinct(files: list[Path], manifest: Path) -> list[Path]:
@@ -251,12 +254,12 @@ def _shown_source(study: Study, source: str) -> str:
     return _from_config(study, Path(source)) if Path(source).is_absolute() else source
 
 
-def image_grid(real: Path, pool: Path, classes: list[str], out: Path) -> tuple[Path, int] | None:
-    """Real and synthetic images side by side, one row per class, tiles upscaled to >= GRID_TILE px;
+def image_grid(real: Path, pools: Sequence[Path], classes: list[str], out: Path) -> tuple[Path, int] | None:
+    """Real images and each pool's side by side, one row per class, tiles upscaled to >= GRID_TILE px;
     real tiles are distinct slices (one per duplicate group when `real` is a prepared folder's split).
 
-    Returns the PNG path and the tile side, or None when a class has no real image. Synthetic
-    tiles are left out (blank) where the pool lacks the class.
+    Returns the PNG path and the tile side, or None when a class has no real image. A pool's
+    tiles are left blank where it lacks the class.
     """
     rows = []
     side = 0
@@ -265,11 +268,14 @@ def image_grid(real: Path, pool: Path, classes: list[str], out: Path) -> tuple[P
         real_files = _distinct(sorted((real / name).glob("*.png")), manifest)[:GRID_PER_CLASS]
         if not real_files:
             return None
-        fake_files = sorted((pool / name).glob("*.png"))[:GRID_PER_CLASS] if (pool / name).is_dir() else []
         real_tiles = [decode_file(path, channels=1).luma for path in real_files]
         side = side or real_tiles[0].shape[0] * -(-GRID_TILE // real_tiles[0].shape[0])  # a whole multiple
-        rows.append(_tile_row(real_tiles, side) + [np.full((side, side // 8), 255, np.uint8)]
-                    + _tile_row([decode_file(path, channels=1).luma for path in fake_files], side))
+        row = _tile_row(real_tiles, side)
+        for pool in pools:
+            fake_files = sorted((pool / name).glob("*.png"))[:GRID_PER_CLASS] if (pool / name).is_dir() else []
+            row += [np.full((side, side // 8), 255, np.uint8)]
+            row += _tile_row([decode_file(path, channels=1).luma for path in fake_files], side)
+        rows.append(row)
     grid = np.concatenate([np.concatenate(row, axis=1) for row in rows], axis=0)
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid).save(out)
@@ -282,23 +288,39 @@ def _tile_row(tiles: list[np.ndarray], side: int) -> list[np.ndarray]:
     return scaled + [np.zeros((side, side), np.uint8)] * (GRID_PER_CLASS - len(scaled))
 
 
-def _gan_section(doc: Document, study: Study) -> None:
-    doc.add(Heading("GAN"))
+# Per generator: the report's heading, what its images are called, its runs and the last columns of its table.
+GENERATOR_TITLES = {
+    "gan": ("GAN", "GAN images", "StyleGAN2-ADA", ("augment p", "augment_p"), ("SWD at last snapshot (x1e3)", "swd")),
+    "diffusion": ("Diffusion model", "diffusion images", "MONAI DDPM-UNet diffusion",
+                  ("mean denoising loss (last tick)", "loss"), ("training wall time (s)", "total_s")),
+}
+
+
+def _generator_section(doc: Document, study: Study, generator: str) -> None:
+    heading, images, runs_name, (third, third_key), (fourth, fourth_key) = GENERATOR_TITLES[generator]
+    doc.add(Heading(heading))
+    runs = study.runs_of(generator)
     rows = []
-    for run in sorted(path.parent for path in study.runs.rglob("stats.jsonl")):  # cv: runs/<fold>/gan-<g>/<run>
+    for run in sorted(path.parent for path in runs.rglob("stats.jsonl")):  # cv: runs/<fold>/gan-<g>/<run>
         records = [json.loads(line) for line in (run / "stats.jsonl").read_text(encoding="utf-8").splitlines()
                    if line.strip()]
         last = next((record for record in reversed(records) if "kimg" in record), {})
-        swd = next((record["swd"] for record in reversed(records) if "swd" in record), None)
-        rows.append([run.relative_to(study.runs).as_posix(), f"{last['kimg']:g}" if "kimg" in last else "–", _fmt(last.get("sec_per_kimg")),
-                     _fmt(last.get("augment_p")), _fmt(swd)])
+        fourth_value = next((record[fourth_key] for record in reversed(records) if fourth_key in record), None)
+        rows.append([run.relative_to(runs).as_posix(), f"{last['kimg']:g}" if "kimg" in last else "–",
+                     _fmt(last.get("sec_per_kimg")), _fmt(last.get(third_key)), _fmt(fourth_value)])
     if rows:
-        doc.add(Paragraph(f"StyleGAN2-ADA runs under `{_rel(study, study.runs)}` (options in each run's "
+        doc.add(Paragraph(f"{runs_name} runs under `{_rel(study, runs)}` (options in each run's "
                           "training_options.json; per-tick figures in stats.jsonl)."),
-                Table(["run", "kimg", "sec/kimg", "augment p", "SWD at last snapshot (x1e3)"], rows))
-    metrics = _read_json(study.pool / "metrics.json")
+                Table(["run", "kimg", "sec/kimg", third, fourth], rows))
+    pool = study.sample_pool_of(generator)
+    sampling = _read_json(pool / "sampling.json")
+    if sampling:
+        doc.add(Paragraph(f"Sampling ({images}): " + "; ".join(
+            f"{name} {_fmt(value.get('images_per_s'))} images/s" for name, value in sampling.items()
+            if isinstance(value, dict)) + f" (`{_rel(study, pool / 'sampling.json')}`)."))
+    metrics = _read_json(pool / "metrics.json")
     if metrics is None:
-        doc.add(Paragraph("GAN quality metrics were not computed (metrics step disabled or not run)."))
+        doc.add(Paragraph(f"Quality metrics of the {images} were not computed (metrics step disabled or not run)."))
         return
     rows = []
     for name, values in metrics["classes"].items():
@@ -310,7 +332,7 @@ def _gan_section(doc: Document, study: Study) -> None:
                      f"{_fmt(kid['mean'])} ± {_fmt(kid['std'])}" if kid else "not computed",
                      _fmt(fid["value"]) if fid else "not computed",
                      f"{memo['num_flagged']} of {memo['num_fake']}" if memo else "not computed"])
-    doc.add(Heading("GAN quality and memorisation", 3),
+    doc.add(Heading(f"{heading} quality and memorisation", 3),
             Paragraph("SWD: multi-scale sliced Wasserstein distance on Laplacian pyramids (x1e3; lower is "
                       "closer), needs no downloaded weights. KID/FID need the Inception network (`--inception "
                       "PATH`); FID is unreliable with fewer than 2048 images per set. Memorisation: synthetic "
@@ -318,7 +340,7 @@ def _gan_section(doc: Document, study: Study) -> None:
             Table(["class", "real", "synthetic", "SWD", "KID", "FID", "near-copies flagged"], rows))
     for line in metrics.get("warnings", []) + metrics.get("notes", []):
         doc.add(Paragraph(f"Note: {line}"))
-    doc.add(Paragraph(f"Made by: augstudy gan-metrics (report: {_rel(study, study.pool / 'metrics.json')})."))
+    doc.add(Paragraph(f"Made by: augstudy gan-metrics (report: {_rel(study, pool / 'metrics.json')})."))
 
 
 def _classifier_section(doc: Document, study: Study, results: Path, split: str | None) -> None:

@@ -156,7 +156,7 @@ def test_answer_json_states_the_answer_and_lists_embeddable_figures(sweep) -> No
     assert answer["random_init_backbone"] is True and sentence.startswith("This data cannot tell")
     assert answer["audit"] is None and answer["design"]["design"] == "split"
     assert "balanced accuracy" in sentence and "0 %" in sentence and "Holm" in sentence
-    assert "Real-image equivalents" in sentence and "synthetic images only" in sentence
+    assert "Real-image equivalents" in sentence and "GAN images only" in sentence
     assert "with 50 % of each class's real train images (3 instead of 5 per class on average)" in sentence
     assert any("duplicate train images" in warning for warning in answer["warnings"])
     paths = [figure["path"] for figure in answer["figures"]]

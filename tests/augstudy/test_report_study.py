@@ -26,14 +26,19 @@ def _png(path: Path, value: int, side: int = 32) -> None:
     Image.fromarray(np.full((side, side), value, np.uint8), "L").save(path)
 
 
-def _study(tmp_path: Path, weights: str = "random-init backbone", answer: bool = True) -> Study:
+def _study(tmp_path: Path, weights: str = "random-init backbone", answer: bool = True,
+           diffusion: bool = False) -> Study:
     config = tmp_path / "study.toml"
-    config.write_text('[study]\nname = "constructed"\nsource = "phantom"\n', encoding="utf-8")
+    config.write_text('[study]\nname = "constructed"\nsource = "phantom"\n'
+                      + ('[train_diffusion]\n[sweep]\narms = ["gan", "diffusion"]\n' if diffusion else ""),
+                      encoding="utf-8")
     study = Study(load_config(config, tmp_path / "out"), log=lambda line: None)
     for index, name in enumerate(("normal", "squamous")):
         for number in range(GRID_PER_CLASS + 2):
             _png(study.prepared / "images" / "train" / name / f"{number:03d}.png", 40 + index)
             _png(study.pool / name / f"seed{number:05d}.png", 200 + index)
+            if diffusion:
+                _png(study.pool_of("diffusion") / name / f"seed{number:05d}.png", 120 + index)
     counts = {split: {"normal": GRID_PER_CLASS + 2, "squamous": GRID_PER_CLASS + 2} for split in ("train", "valid", "test")}
     (study.prepared / "report.json").write_text(json.dumps({
         "source": "constructed", "files": 36, "readable": 36, "unreadable": [], "resolution": 32, "fit": "pad",
@@ -103,6 +108,24 @@ def test_grid_shows_real_and_synthetic_side_by_side_upscaled(tmp_path: Path) -> 
         assert (band[:, -GRID_PER_CLASS * side:] == synthetic).all()
 
 
+def test_with_two_generators_the_grid_shows_both_pools_and_each_has_its_section(tmp_path: Path) -> None:
+    study = _study(tmp_path, diffusion=True)
+    metrics = {"classes": {name: {"num_real": 6, "num_fake": 6, "swd": {"mean": 1.5}} for name in ("normal", "squamous")}}
+    (study.pool_of("diffusion") / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    text = write_study_report(study).read_text(encoding="utf-8")
+    grid = np.asarray(Image.open(study.out / "report_files" / "real_vs_synthetic.png"))
+    side, gap = 128, 128 // 8
+    assert grid.shape[1] == 3 * GRID_PER_CLASS * side + 2 * gap  # real | GAN | diffusion
+    for row, values in enumerate(((40, 200, 120), (41, 201, 121))):
+        band = grid[row * side:(row + 1) * side]
+        for block, value in enumerate(values):
+            start = block * (GRID_PER_CLASS * side + gap)
+            assert (band[:, start:start + GRID_PER_CLASS * side] == value).all(), (row, block)
+    assert "then, after each gap, 4 of the same class from each pool: GAN images, then diffusion images" in text
+    assert "## GAN" in text and "## Diffusion model" in text
+    assert "Diffusion model quality and memorisation" in text and "pool-diffusion/metrics.json" in text
+
+
 def test_html_renders_inline_marks_and_has_no_literal_backticks(tmp_path: Path) -> None:
     study = _study(tmp_path)
     write_study_report(study)
@@ -162,7 +185,7 @@ def test_the_real_image_grid_shows_one_image_per_duplicate_group(tmp_path: Path)
         Image.fromarray(np.full((8, 8), value, np.uint8)).save(folder / f"{index}.png")
         rows.append(f"images/train/normal/{index}.png,{'g1' if index < 4 else f'g{index}'}")
     (prepared / "manifest.csv").write_text("\n".join(rows) + "\n")
-    path, side = image_grid(prepared / "images" / "train", tmp_path / "pool", ["normal"], tmp_path / "grid.png")
+    path, side = image_grid(prepared / "images" / "train", [tmp_path / "pool"], ["normal"], tmp_path / "grid.png")
     tiles = np.asarray(Image.open(path))[0, ::side][:4]
     assert list(tiles[:3]) == [40, 160, 200] and tiles[3] == 0  # three distinct slices, then a blank tile
 
