@@ -127,9 +127,10 @@ def run_fold_generators(study: Study, plan: FoldPlan, seeds: int) -> list[FoldJo
     return jobs
 
 
-def _gan_count(study: Study, n_classes: int | None, gan_seeds: int, folds: int) -> int | None:
-    per_fold = 1 if study.config.sections["train_gan"].get("conditional") else n_classes
-    return None if per_fold is None else folds * gan_seeds * per_fold
+def _model_count(study: Study, generator: str, n_classes: int | None, seeds: int, folds: int) -> int | None:
+    """Models one generator trains over the plan: one per class, or one conditional model, per fold and seed."""
+    per_fold = 1 if study.config.sections[study.layout(generator).train].get("conditional") else n_classes
+    return None if per_fold is None else folds * seeds * per_fold
 
 
 def _measured_sec_per_kimg(study: Study) -> float | None:
@@ -172,7 +173,7 @@ def cv_dry_run(study: Study, sweep_options: Any, classes: Sequence[str] | None) 
     folds, repeats = int(section.get("folds", CV_DEFAULTS["folds"])), int(section.get("repeats", CV_DEFAULTS["repeats"]))
     gan_seeds = int(section.get("gan_seeds", CV_DEFAULTS["gan_seeds"]))
     units = folds * repeats
-    gans = _gan_count(study, len(classes) if classes else None, gan_seeds, units)
+    gans = _model_count(study, "gan", len(classes) if classes else None, gan_seeds, units)
     kimg = float(study.options("train_gan").kimg or 25000)  # the library's default length
     cells = units * cells_per_fold(sweep_options, gan_seeds)
     sec_per_kimg = _measured_sec_per_kimg(study)
@@ -186,12 +187,15 @@ def cv_dry_run(study: Study, sweep_options: Any, classes: Sequence[str] | None) 
     return {
         "design": "cv", "folds": folds, "repeats": repeats, "gan_seeds": gan_seeds, "fold_units": units,
         "gans": gans if gans is not None else f"{units * gan_seeds} per class found by prepare",
+        **({"diffusion_models": _model_count(study, "diffusion", len(classes) if classes else None, gan_seeds, units)}
+           if "diffusion" in study.config.generators else {}),
         "kimg_per_gan": kimg, "gan_sec_per_kimg_measured": sec_per_kimg,
         "classifier_cells": cells, "classifier_sec_per_cell_assumed": CELL_SECONDS,
         "pool_images": pool_images, "feature_sec_per_image_assumed": FEATURE_SECONDS,
         "estimated_seconds": None if total is None else round(total),
         "estimated_time": "unknown" if total is None else readable_duration(total),
         "estimate": ("GANs x kimg x measured s/kimg (a warm-up on this machine, slower when the cores are shared) "
-                     "+ cells x s/cell + pool images x s/image of the backbone; excludes prepare, audit and "
-                     "generation (seconds)"),
+                     "+ cells x s/cell + pool images x s/image of the backbone; excludes prepare, audit, "
+                     "generation and diffusion training (`augstudy train-diffusion --dry-run` measures that) "
+                     "(seconds)"),
     }

@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -183,3 +184,79 @@ def test_auto_weights_without_a_local_file_stop_and_name_the_file(tmp_path: Path
     assert _resolve_auto_weights(options, print).weights == "imagenet"
     explicit = dataclasses.replace(options, weights="none")
     assert _resolve_auto_weights(explicit, print) is explicit
+
+
+DIFFUSION = """
+[train_diffusion]
+channels = [8, 16]
+attention = [false, true]
+norm_groups = 8
+batch = 4
+timesteps = 50
+kimg = 0.02
+snap = 0.02
+tick_kimg = 0.02
+threads = 1
+
+[generate_diffusion]
+steps = 5
+"""
+
+
+def _with_diffusion(path: Path, arms: str = '["gan", "diffusion", "diffusion-only"]') -> Path:
+    text = TINY.replace("{seeds}", "2").replace("[sweep]\n", f"[sweep]\narms = {arms}\n") + DIFFUSION
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.slow
+def test_a_config_with_both_generators_trains_samples_and_compares_them(tmp_path: Path) -> None:
+    config = _with_diffusion(tmp_path / "both.toml")
+    out = tmp_path / "study"
+    log: list[str] = []
+    report = Study(load_config(config, out), log=log.append).run()
+
+    state = json.loads((out / "study_state.json").read_text())
+    assert {"train_gan", "generate", "train_diffusion", "generate_diffusion", "metrics", "metrics:diffusion"} \
+        <= set(state["steps"])
+    for name in ("normal", "squamous"):  # [generate]'s per_class, since [generate_diffusion] names none
+        assert len(list((out / "pool-diffusion" / name).glob("*.png"))) == 20
+    sampling = json.loads((out / "pool-diffusion" / "sampling.json").read_text())
+    assert sampling["normal"]["generator"] == "diffusion" and sampling["normal"]["sampler"] == "ddim:5"
+    assert json.loads((out / "pool-diffusion" / "metrics.json").read_text())["classes"]["normal"]["swd"]["mean"] > 0
+    results = pd.read_csv(out / "results" / "results.csv")
+    assert set(results["arm"]) == {"gan", "diffusion", "diffusion-only"}
+    cells = [json.loads(path.read_text()) for path in (out / "results" / "cells").glob("diffusion*.json")]
+    assert cells and all(cell["generator"] == "diffusion" for cell in cells)
+    pool = {path.relative_to(out / "pool-diffusion").as_posix() for path in (out / "pool-diffusion").rglob("*.png")}
+    assert all(set(cell["added_images"]) <= pool for cell in cells)
+    summary = pd.read_csv(out / "results" / "summary.csv")
+    assert "gan - diffusion" in set(summary.loc[summary["p_holm"].notna(), "arm"])
+    text = report.read_text(encoding="utf-8")
+    assert "## Diffusion model" in text and "GAN minus diffusion images" in text
+
+    log.clear()
+    Study(load_config(config, out), log=log.append).run()
+    assert not any(line.startswith("== ") and "skipped" not in line for line in log), log
+
+
+def test_diffusion_sections_and_arms_must_come_together(tmp_path: Path) -> None:
+    config = _with_diffusion(tmp_path / "c.toml", arms='["gan"]')
+    with pytest.raises(ConfigError, match=r"c\.toml: \[train_diffusion\] is given but no \[sweep\] arm reads its pool"):
+        load_config(config)
+    config.write_text(TINY.replace("{seeds}", "2").replace("[sweep]\n", '[sweep]\narms = ["diffusion"]\n'),
+                      encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"arms \['diffusion'\] read a diffusion pool; add a \[train_diffusion\]"):
+        load_config(config)
+    config.write_text(TINY.replace("{seeds}", "2") + "[generate_diffusion]\nsteps = 5\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"\[generate_diffusion\] is given without \[train_diffusion\]"):
+        load_config(config)
+
+
+def test_dry_run_lists_the_diffusion_steps_only_when_configured(tmp_path: Path) -> None:
+    for config, expected in ((_write(tmp_path / "gan.toml"), False), (_with_diffusion(tmp_path / "both.toml"), True)):
+        result = CliRunner().invoke(main, ["run", str(config), "--out", str(tmp_path / "s"), "--dry-run"])
+        assert result.exit_code == 0, result.output
+        steps = json.loads(result.output)["steps"]
+        assert ("train_diffusion" in steps) is expected and ("generate_diffusion" in steps) is expected
+        assert (steps["sweep"]["diffusion_pool"] == str(tmp_path / "s" / "pool-diffusion")) is expected

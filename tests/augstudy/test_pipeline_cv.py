@@ -128,7 +128,7 @@ def test_each_fold_uses_its_own_generators_and_results_cover_every_fold(study) -
     seeds = {json.loads(p.read_text())["seed"] for p in (out / "runs").glob("r0-f0-*/gan-*/normal/training_options.json")}
     assert seeds == {4, 5}, "GAN seed g trains with the config's seed + g"
     report = (out / "report.md").read_text()
-    assert "cross-validation" in report and "synthetic images of the same class" in report
+    assert "cross-validation" in report and "of the same class from each pool: GAN images" in report
     assert "pool/r0-f0/gan-0/generate_options.json" in report
 
 
@@ -191,3 +191,32 @@ def test_the_shipped_chest_ct_cv_config_makes_pools_large_enough_for_every_fold(
     labels = {item.image: item.label for item in plan.images}
     largest = max(sum(labels[image] == label for image in fold.train) for fold in plan.folds for label in (0, 1))
     assert config.sections["generate"]["per_class"] >= largest * max(sweep["ratios"]) / 100
+
+
+@pytest.mark.slow
+def test_a_diffusion_model_per_fold_trains_on_that_folds_zip_and_feeds_its_arm(tmp_path: Path) -> None:
+    config = tmp_path / "cv-both.toml"
+    config.write_text(TINY_CV.replace("gan_seeds = 2", "gan_seeds = 1").replace("[sweep]\n", '[sweep]\narms = ["gan", "diffusion"]\n')
+                      + "[train_diffusion]\nchannels = [8, 16]\nattention = [false, true]\nnorm_groups = 8\nbatch = 4\n"
+                        "timesteps = 50\nkimg = 0.02\nsnap = 0.02\ntick_kimg = 0.02\nthreads = 1\nseed = 7\n"
+                        "[generate_diffusion]\nsteps = 4\n", encoding="utf-8")
+    out = tmp_path / "study"
+    plan = json.loads(CliRunner().invoke(main, ["run", str(config), "--out", str(out), "--dry-run"]).output)["plan"]
+    assert plan["gans"] == plan["diffusion_models"] == 2 * 1 * 2  # folds x seeds x classes
+    Study(load_config(config, out), log=lambda line: None).run()
+    folds = json.loads((out / "results" / "folds.json").read_text())["folds"]
+    for fold in folds:
+        (runs,) = (out / "runs-diffusion").glob(f"{fold['name']}-*/diffusion-0")
+        options = json.loads((runs / "train_diffusion_options.json").read_text())
+        trained_on = Path(options["data"])
+        assert json.loads((trained_on / "fold.json").read_text())["name"] == fold["name"] and options["seed"] == 7
+        assert trained_on.name == runs.parent.name, "a fold's diffusion models train on that fold's zips"
+        pool = out / "pool-diffusion" / fold["name"]
+        assert json.loads((pool / "fold.json").read_text())["digest"] == fold["digest"]
+        assert len(list((pool / "diffusion-0" / "normal").glob("*.png"))) == 16
+    cells = [json.loads(path.read_text()) for path in (out / "results" / "cells").glob("*_diffusion-0_diffusion_*.json")]
+    assert len(cells) == 2
+    for cell in cells:
+        assert all(image.startswith(f"r{cell['repeat']}-f{cell['fold']}/diffusion-0/") for image in cell["added_images"])
+    summary = pd.read_csv(out / "results" / "summary.csv")
+    assert "gan - diffusion" in set(summary["arm"])
