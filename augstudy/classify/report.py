@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -115,13 +116,29 @@ def _reference_key(arm: str) -> tuple[str, float, float] | None:
 
 # Means that agree to this many decimals are reported as a tie (the committed "best" once won by 2e-16).
 TIE_TOLERANCE = 1e-3
-# Paired contrasts at equal added counts (summary.csv's arm -> the two arms), with what the answer calls them.
-CONTRASTS = {"gan - classic": ("gan", "classic"), "diffusion - classic": ("diffusion", "classic"),
-             "gan - diffusion": ("gan", "diffusion")}
-CONTRAST_WORDS = {"gan - classic": ("GAN minus classic augmentation", "classic augmentation", "GAN images"),
-                  "diffusion - classic": ("Diffusion minus classic augmentation", "classic augmentation",
-                                          "diffusion images"),
-                  "gan - diffusion": ("GAN minus diffusion images", "diffusion images", "GAN images")}
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """A paired contrast of two added-image arms at equal added counts, and how the answer names it."""
+
+    arm: str
+    other: str
+    label: str  # in the Holm family's description
+    title: str  # opens its sentence in the answer
+    against: str  # what `arm`'s images are compared with
+    images: str  # what `arm` adds
+
+
+# summary.csv's contrast arms.
+CONTRASTS = {
+    "gan - classic": Contrast("gan", "classic", "GAN - classic", "GAN minus classic augmentation",
+                              "classic augmentation", "GAN images"),
+    "diffusion - classic": Contrast("diffusion", "classic", "diffusion - classic", "Diffusion minus classic "
+                                    "augmentation", "classic augmentation", "diffusion images"),
+    "gan - diffusion": Contrast("gan", "diffusion", "GAN - diffusion", "GAN minus diffusion images",
+                                "diffusion images", "GAN images"),
+}
 
 
 def _design(rows: Sequence[TableRow]) -> str:
@@ -174,19 +191,19 @@ def inference_summary(
             if reference is not None:
                 record.update(_difference_columns(estimate(cells, reference, metric, values)))
             records.append(record)
-    for contrast_arm, (arm, other) in CONTRASTS.items():
-        for ratio in sorted({key[1] for key in groups if key[0] == arm and key[1] > 0}):
-            if (other, ratio, 100) not in groups:
+    for contrast_arm, pair in CONTRASTS.items():
+        for ratio in sorted({key[1] for key in groups if key[0] == pair.arm and key[1] > 0}):
+            if (pair.other, ratio, 100) not in groups:
                 continue
-            cells = groups[(arm, ratio, 100)]
+            cells = groups[(pair.arm, ratio, 100)]
             for metric in METRICS:
-                contrast = estimate(cells, groups[(other, ratio, 100)], metric, values)
+                contrast = estimate(cells, groups[(pair.other, ratio, 100)], metric, values)
                 records.append({
                     "arm": contrast_arm, "ratio": ratio, "real_fraction": 100, "metric": metric,
                     "role": "primary" if metric == primary else "secondary", "n": len(cells),
                     "n_seeds": contrast.n_seeds, "n_gan_seeds": contrast.n_gan_seeds, "n_blocks": contrast.n_blocks,
                     "mean": np.nan, "ci_low": np.nan, "ci_high": np.nan, "interval": contrast.method, "se": np.nan,
-                    "reference": f"{other} +{ratio:g} %", **_difference_columns(contrast),
+                    "reference": f"{pair.other} +{ratio:g} %", **_difference_columns(contrast),
                     "n_real_per_class": np.nan,
                 })
     summary = pd.DataFrame(records)
@@ -210,7 +227,7 @@ def _correct(summary: pd.DataFrame, primary: str, primary_ratio: float | None) -
         label = f"none needed: the one pre-declared confirmatory test (GAN +{primary_ratio:g} % vs 0 %)"
     else:
         members = [f"{arm} ratios vs 0 %" for arm in ADDED_ARMS if (in_family & (summary["arm"] == arm)).any()]
-        members += [f"{CONTRAST_WORDS[arm][0].replace(' minus ', ' - ')} at each ratio" for arm in CONTRASTS
+        members += [f"{contrast.label} at each ratio" for arm, contrast in CONTRASTS.items()
                     if (in_family & (summary["arm"] == arm)).any()]
         label = f"Holm over the {int(in_family.sum())} confirmatory tests ({', '.join(members)})"
     summary.loc[in_family, "p_holm"] = holm(summary.loc[in_family, "p_value"].tolist())
@@ -424,16 +441,16 @@ def answer_sentence(summary: pd.DataFrame, primary: str, positive: str, equivale
         text += (_verdict(tested, lower_better, "0 %") + "." if not tested.empty
                  else "its ratios are outside the confirmatory test (descriptive only).")
         parts.append(text)
-    for contrast_arm, (title, against, images) in CONTRAST_WORDS.items():
+    for contrast_arm, pair in CONTRASTS.items():
         contrast = rows[rows["arm"] == contrast_arm].sort_values("ratio")
         if contrast.empty:
             continue
         listed = "; ".join(f"{row.ratio:g} %: {_fmt(row.mean_difference)} ({_fmt(row.diff_ci_low)} to "
                            f"{_fmt(row.diff_ci_high)})" for row in contrast.itertuples())
         tested = contrast[contrast["p_holm"].notna()]
-        verdict = (_verdict(tested, lower_better, against) if not tested.empty
-                   else "descriptive only").replace("ratio differs", f"ratio's {images} differ")
-        parts.append(f"{title} at equal added counts, paired: {listed}; {verdict}.")
+        verdict = (_verdict(tested, lower_better, pair.against) if not tested.empty
+                   else "descriptive only").replace("ratio differs", f"ratio's {pair.images} differ")
+        parts.append(f"{pair.title} at equal added counts, paired: {listed}; {verdict}.")
     headroom = headroom_statement(rows, primary)
     if headroom:
         parts.append(headroom)

@@ -291,7 +291,7 @@ def _tile_row(tiles: list[np.ndarray], side: int) -> list[np.ndarray]:
 # Per generator: the report's heading, what its images are called, its runs and the last columns of its table.
 GENERATOR_TITLES = {
     "gan": ("GAN", "GAN images", "StyleGAN2-ADA", ("augment p", "augment_p"), ("SWD at last snapshot (x1e3)", "swd")),
-    "diffusion": ("Diffusion model", "diffusion images", "MONAI DDPM-UNet diffusion",
+    "diffusion": ("Diffusion model", "diffusion images", "Diffusion (MONAI DiffusionModelUNet, DDPM training)",
                   ("mean denoising loss (last tick)", "loss"), ("training wall time (s)", "total_s")),
 }
 

@@ -80,7 +80,7 @@ def test_gan_minus_diffusion_is_in_the_confirmatory_family_and_the_answer(study)
     assert sorted(family["arm"]) == ["classic", "diffusion", "diffusion - classic", "gan", "gan - classic",
                                      "gan - diffusion"]
     correction = family["correction"].iloc[0]
-    assert "Holm over the 6 confirmatory tests" in correction and "GAN - diffusion images at each ratio" in correction
+    assert "Holm over the 6 confirmatory tests" in correction and "GAN - diffusion at each ratio" in correction
     sentence = json.loads((study["out"] / "answer.json").read_text())["sentence"]
     for words in ("Diffusion images:", "GAN minus diffusion images at equal added counts, paired: 100 %:",
                   "Diffusion minus classic augmentation", "Trained on diffusion images only",
