@@ -771,7 +771,7 @@ def _check_pools(options: SweepOptions, units: Sequence[FoldUnit], geometry_size
 def sweep_inputs(options: SweepOptions) -> dict[str, Path | str | None]:
     """What the sweep reads, which its --out may neither lie in nor hold."""
     weights = None if options.weights in ("imagenet", "none", "auto") else options.weights
-    return {"--data": options.data, "--pool": options.pool, "--pool diffusion=": options.diffusion_pool,
+    return {"--data": options.data, "--pool": options.pool, "--pool diffusion": options.diffusion_pool,
             "--weights": weights}
 
 

@@ -102,3 +102,7 @@ def test_missing_unused_unknown_and_repeated_pools_are_refused(study, tmp_path: 
                            "--pool", f"gan={study['diffusion']}")
     assert code != 0 and "gan is given twice" in output
     assert not any((tmp_path / name).exists() for name in "abcd")  # nothing written for a refused sweep
+    inside = study["diffusion"] / "results"
+    code, output = _invoke(*base, "--out", str(inside), "--pool", str(study["gan"]),
+                           "--pool", f"diffusion={study['diffusion']}", "--arms", "gan,diffusion")
+    assert code != 0 and f"is inside --pool diffusion {study['diffusion']}" in output and not inside.exists()

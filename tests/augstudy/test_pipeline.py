@@ -153,6 +153,8 @@ def test_shipped_configs_are_valid() -> None:
     demo = load_config(demo_config_path())
     assert demo.source == "phantom"
     offline = load_config(Path(__file__).parents[2] / "experiments" / "chestct-cpu.toml")
+    for config in (demo, offline):  # both generators, each with its arm in the sweep
+        assert config.generators == ("gan", "diffusion") and "diffusion" in config.sections["sweep"]["arms"]
     for config in (demo, offline):  # pretrained without a download, in the sweep and the audit alike
         for step in ("sweep", "audit"):
             assert config.sections[step]["backbone"] == "efficientnet-lite0", (config.name, step)
