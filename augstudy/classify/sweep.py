@@ -248,7 +248,6 @@ def cell_key(arm: str, level: float, seed: int, unit: FoldUnit | None = None, ga
     return CellKey(arm, level, seed, gan_seed=gan_seed if arm in POOL_ARMS else None, **where)
 
 
-
 @dataclass(frozen=True)
 class FoldUnit:
     """What one (repeat, fold) trains on: its real images and its pools by (generator, seed). The
@@ -765,7 +764,6 @@ def _check_pools(options: SweepOptions, units: Sequence[FoldUnit], geometry_size
             warning = kinds_warning(f"pool {root}", kinds, geometry_size)
             if warning:
                 print(f"warning: {warning}", file=sys.stderr)
-
 
 
 def sweep_inputs(options: SweepOptions) -> dict[str, Path | str | None]:
