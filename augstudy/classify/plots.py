@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from augstudy.classify import equivalence
 from stylegan2ada.io import atomic_open
 
 if TYPE_CHECKING:
@@ -104,13 +105,14 @@ def learning_curve(summary: pd.DataFrame, metric: str, equivalents: Sequence[dic
     figure, axis = plt.subplots(figsize=(6.5, 4.2))
     rows = summary[(summary["arm"] == "real") & (summary["metric"] == metric)].sort_values("real_fraction")
     colour, marker = ARM_STYLES["real"]
-    axis.errorbar(rows["n_real_per_class"], rows["mean"], yerr=_bars(rows), fmt=f"{marker}-", color=colour,
+    x, unit = equivalence.curve_axis(rows)
+    axis.errorbar(x, rows["mean"], yerr=_bars(rows), fmt=f"{marker}-", color=colour,
                   capsize=4, label=f"real images only: mean over seeds, {INTERVAL_LABEL}")
     colours = plt.get_cmap("Blues")(np.linspace(0.45, 0.95, max(len(equivalents), 1)))
     for item, line_colour in zip(equivalents, colours):
         axis.axhline(item["value"], color=line_colour, linestyle="--",
                      label=f"+{item['ratio']:g} % GAN: {item['words']}")
-    axis.set_xlabel("real train images per class")
+    axis.set_xlabel(unit)
     axis.set_ylabel(f"test {METRIC_LABELS.get(metric, metric.replace('_', ' '))}")
     axis.set_title(title, fontsize=9)
     axis.legend(fontsize=7, loc="best")

@@ -614,6 +614,7 @@ class Sweep:
             "steps_kept": result.best_epoch * batches_per_epoch, "batches_per_epoch": batches_per_epoch,
             "metrics": metrics,
             "n_real": len(real) // views, "n_added": len(added) // views,
+            "unique_train_images": self.data.distinct_counts(real),
             "n_train_inputs": len(train), "n_valid": len(valid), "n_test": len(test),
             "valid_images": [str(item.ref.path.relative_to(self.data.root)) for item in valid],
             "epochs_trained": result.epochs_trained, "best_epoch": result.best_epoch,
