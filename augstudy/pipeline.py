@@ -103,6 +103,11 @@ def _check_extra_keys(path: Path, sections: dict[str, dict[str, Any]]) -> None:
     if sections["sweep"].get("design") == "cv" and splits is not None and len(splits) > 1:
         raise ConfigError(f"{path}: [sweep] splits = {splits!r} with design = \"cv\": the cv design pools the "
                           "images of one split mode; give one (e.g. split = \"dedup\") and drop splits")
+    from augstudy.classify.sensitivity import SensitivityError, parse_spec
+    try:
+        parse_spec(sections["sweep"].get("sensitivity"), sections["sweep"].get("schedule", "plateau"))
+    except SensitivityError as error:
+        raise ConfigError(f"{path}: [sweep] sensitivity: {error}") from error
     enabled = sections["metrics"].get("enabled", True)
     if not isinstance(enabled, bool):
         raise ConfigError(f"{path}: [metrics] enabled = {enabled!r}: expected true or false")
@@ -141,7 +146,7 @@ _WIRED = {
     "sweep": {"data", "pool", "out", "audit"},
 }
 # Keys a section may hold besides its options' fields.
-_EXTRA_KEYS = {"sweep": {"splits"}, "metrics": {"enabled"}, "audit": {"enabled"}}
+_EXTRA_KEYS = {"sweep": {"splits", "sensitivity"}, "metrics": {"enabled"}, "audit": {"enabled"}}
 # Keys holding paths, relative to the config file; the inputs among them must exist.
 _PATH_KEYS = ("resume_from", "inception", "cache_dir", "weights")
 _INPUT_PATH_KEYS = ("resume_from", "inception", "weights")
@@ -154,6 +159,7 @@ _USER_ERRORS = {
     "train_gan": ("augstudy.gan.train", "USER_ERRORS"),
     "metrics": ("augstudy.metrics.cli", "USER_ERRORS"),
     "sweep": ("augstudy.classify.sweep", "USER_ERRORS"),
+    "sensitivity": ("augstudy.classify.sweep", "USER_ERRORS"),
 }
 
 
@@ -342,6 +348,7 @@ class Study:
                                        f"from; train them (see above) and run this config again.")
 
         from augstudy.gan.generate import generate_pool
+        from augstudy.pipeline_sensitivity import run_sensitivity
         generate_options = self.options("generate", networks=tuple(Path(snapshots[name]) for name in sorted(snapshots)))
         self._run_step("generate", generate_options, lambda: generate_pool(generate_options))
         self._run_audit(pool=self.pool)
@@ -355,6 +362,7 @@ class Study:
             sweep_options = self.options("sweep", out=results, **({"split": split} if split else {}))
             sweep_options = _resolve_auto_weights(sweep_options, self.log)
             self._run_step(f"sweep:{split or 'default'}", sweep_options, lambda o=sweep_options: _run_sweep(o))
+            run_sensitivity(self, sweep_options, split)
 
         return self._write_report()
 
@@ -368,6 +376,7 @@ class Study:
         """The cv design (augstudy.pipeline_cv): per fold and GAN seed a generator trained on that fold's
         training part and its pool, then the cv sweep over every fold."""
         from augstudy.pipeline_cv import check_pool_size, cv_plan, run_fold_gans
+        from augstudy.pipeline_sensitivity import run_sensitivity
 
         ((split, results),) = self.sweep_outputs().items()  # load_config allows one split with cv
         sweep_options = self.options("sweep", out=results, **({"split": split} if split else {}))
@@ -384,6 +393,7 @@ class Study:
             metrics_options = self.options("metrics", fake=first)
             self._run_step("metrics", metrics_options, lambda: _summarise_metrics(gan_metrics(metrics_options)))
         self._run_step(f"sweep:{split or 'default'}", sweep_options, lambda: _run_sweep(sweep_options))
+        run_sensitivity(self, sweep_options, split)
         return self._write_report()
 
     def _run_audit(self, pool: Path | None = None, inputs: Any = None) -> None:
