@@ -8,7 +8,7 @@ sha256 of their file content, which is also the feature-cache key.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -63,6 +63,16 @@ class PreparedData:
             image = path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else ""
             seen[self.class_names[item.label]].add(self.duplicate_groups.get(image) or f"sha256:{item.ref.sha256}")
         return {name: len(groups) for name, groups in seen.items()}
+
+
+def with_distinct_counts(cell: dict, data: PreparedData, real_items: Callable[[], Sequence[LabelledImage]]) -> dict:
+    """A finished real-arm or real-only cell from before `unique_train_images` existed, with the
+    counts derived from its real train images (`real_items`, the sweep's own selection): its
+    fingerprint already matched this data, so the counts are the ones training would have recorded,
+    and a resumed sweep reports its learning curve in distinct images without retraining."""
+    if "unique_train_images" in cell or cell.get("group") not in ("baseline", "real"):
+        return cell
+    return {**cell, "unique_train_images": data.distinct_counts(real_items())}
 
 
 def read_prepared(root: str | Path, split: str | None = None) -> PreparedData:

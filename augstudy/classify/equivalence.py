@@ -19,9 +19,10 @@ nothing: 0 for the lower end, +inf for the upper).
 The x-axis counts *distinct* real images per class (the duplicate groups of prepare's manifest that a
 cell's real train images span, the cell's `unique_train_images`): the official chest CT split holds
 148 normal train files that are 32 distinct slices, and a copy adds no information a classifier could
-use. Cells written before that field existed are not re-derived (the report has no access to the
-prepared folder, and a changed folder would give other counts); the curve then falls back to file
-counts and says so in its unit ("real train files per class, duplicate copies counted").
+use. A resumed sweep derives the field for finished cells written before it existed
+(classify.data.with_distinct_counts: their fingerprint matched the same data, so the counts are
+exact); cells that reach the report without it (a report built from old cells alone) fall back to
+file counts, and the unit says so ("real train files per class (duplicate copies counted ...)").
 """
 
 from __future__ import annotations

@@ -62,6 +62,7 @@ from augstudy.classify.data import (
     fold_data,
     read_pool,
     read_prepared,
+    with_distinct_counts,
 )
 from augstudy.classify.features import (
     FeatureCache,
@@ -762,7 +763,7 @@ def _run_sweep(options: SweepOptions) -> SweepOutcome:
         for key in keys:
             cell = _finished_cell(out / "cells" / f"{key.name}.json", fingerprints[key])
             if cell is not None:
-                cells[key] = cell
+                cells[key] = with_distinct_counts(cell, unit.data, lambda k=key, s=sweep: s.training_items(k)[0])
         todo = [key for key in keys if key not in cells]
         started = time.perf_counter()
         if todo:

@@ -384,3 +384,13 @@ def test_the_learning_curve_counts_distinct_real_images_not_duplicate_files(swee
     assert "instead of 6 distinct real images per class on average" in answer["sentence"]
     svg = (out / "figures" / "learning_curve.svg").read_text()
     assert "distinct real images per class" in svg and "real train files" not in svg
+    # cells written before the field existed: a resumed sweep derives it (same fingerprint, same data)
+    for path in (out / "cells").glob("*.json"):
+        cell = json.loads(path.read_text())
+        del cell["unique_train_images"]
+        path.write_text(json.dumps(cell))
+    output = invoke("sweep", "--data", str(study.data), "--out", str(out), "--arms", "real", "--real-fractions", "50",
+                    "--seeds", "2", "--save-models", "none", "--cache-dir", str(sweep["cache"]), *FAST)
+    assert "trained 0 cell(s), skipped 4 finished" in output
+    resumed = pd.read_csv(out / "summary.csv")
+    pd.testing.assert_series_equal(resumed["n_unique_per_class"], summary["n_unique_per_class"])
