@@ -129,6 +129,11 @@ def _check_extra_keys(path: Path, sections: dict[str, dict[str, Any]]) -> None:
     if sections["sweep"].get("design") == "cv" and splits is not None and len(splits) > 1:
         raise ConfigError(f"{path}: [sweep] splits = {splits!r} with design = \"cv\": the cv design pools the "
                           "images of one split mode; give one (e.g. split = \"dedup\") and drop splits")
+    from augstudy.classify.sensitivity import SensitivityError, parse_spec
+    try:
+        parse_spec(sections["sweep"].get("sensitivity"), sections["sweep"].get("schedule", "plateau"))
+    except SensitivityError as error:
+        raise ConfigError(f"{path}: [sweep] sensitivity: {error}") from error
     enabled = sections["metrics"].get("enabled", True)
     if not isinstance(enabled, bool):
         raise ConfigError(f"{path}: [metrics] enabled = {enabled!r}: expected true or false")
@@ -187,7 +192,7 @@ _WIRED = {
     "sweep": {"data", "pool", "diffusion_pool", "out", "audit"},
 }
 # Keys a section may hold besides its options' fields.
-_EXTRA_KEYS = {"sweep": {"splits"}, "metrics": {"enabled"}, "audit": {"enabled"}}
+_EXTRA_KEYS = {"sweep": {"splits", "sensitivity"}, "metrics": {"enabled"}, "audit": {"enabled"}}
 # Keys holding paths, relative to the config file; the inputs among them must exist.
 _PATH_KEYS = ("resume_from", "inception", "cache_dir", "weights")
 _INPUT_PATH_KEYS = ("resume_from", "inception", "weights")
@@ -200,6 +205,7 @@ _USER_ERRORS = {
     "train_gan": ("augstudy.gan.train", "USER_ERRORS"),
     "metrics": ("augstudy.metrics.cli", "USER_ERRORS"),
     "sweep": ("augstudy.classify.sweep", "USER_ERRORS"),
+    "sensitivity": ("augstudy.classify.sweep", "USER_ERRORS"),
 }
 
 
@@ -411,10 +417,13 @@ class Study:
         for generator in config.generators:
             self._run_metrics(generator, self.pool_of(generator))
 
+        from augstudy.pipeline_sensitivity import run_sensitivity
+
         for split, results in self.sweep_outputs().items():
             sweep_options = self.options("sweep", out=results, **({"split": split} if split else {}))
             sweep_options = _resolve_auto_weights(sweep_options, self.log)
             self._run_step(f"sweep:{split or 'default'}", sweep_options, lambda o=sweep_options: _run_sweep(o))
+            run_sensitivity(self, sweep_options, split)
 
         return self._write_report()
 
@@ -457,6 +466,7 @@ class Study:
         """The cv design (augstudy.pipeline_cv): per fold and GAN seed a generator trained on that fold's
         training part and its pool, then the cv sweep over every fold."""
         from augstudy.pipeline_cv import check_pool_size, cv_plan, run_fold_generators
+        from augstudy.pipeline_sensitivity import run_sensitivity
 
         ((split, results),) = self.sweep_outputs().items()  # load_config allows one split with cv
         sweep_options = self.options("sweep", out=results, **({"split": split} if split else {}))
@@ -470,6 +480,7 @@ class Study:
         for generator in self.config.generators:
             self._run_metrics(generator, self.sample_pool_of(generator))
         self._run_step(f"sweep:{split or 'default'}", sweep_options, lambda: _run_sweep(sweep_options))
+        run_sensitivity(self, sweep_options, split)
         return self._write_report()
 
     def _run_audit(self, pool: Path | None = None, inputs: Any = None) -> None:

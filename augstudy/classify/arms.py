@@ -9,6 +9,7 @@ from __future__ import annotations
 
 ARMS = ("gan", "diffusion", "classic", "real", "synthetic-only", "diffusion-only")
 GENERATORS = ("gan", "diffusion")
+GENERATOR_NAMES = {"gan": "GAN", "diffusion": "diffusion"}  # as the answer and the figures name them
 POOL_ARMS = {"gan": "gan", "diffusion": "diffusion", "synthetic-only": "gan", "diffusion-only": "diffusion"}
 ADDED_ARMS = ("gan", "diffusion", "classic")
 # The synthetic-only arms, by what their classifiers train on.

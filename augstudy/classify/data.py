@@ -8,13 +8,14 @@ sha256 of their file content, which is also the feature-cache key.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from augstudy.classify.features import ImageRef
 from augstudy.data.folds import FOLD_FILE
-from augstudy.data.prepared import PreparedDataError, load_prepared
+from augstudy.data.prepared import PreparedDataError, load_prepared, read_manifest
 from stylegan2ada.io import sha256_file
 
 SPLITS = ("official", "dedup")
@@ -43,6 +44,35 @@ class PreparedData:
         for item in self.subsets[subset]:
             counts[self.class_names[item.label]] += 1
         return counts
+
+    @cached_property
+    def duplicate_groups(self) -> dict[str, str]:
+        """Image path inside the folder -> prepare's duplicate group (`dup_group` of manifest.csv), for
+        the images that have one; read once per folder view."""
+        return {row["image"]: row["dup_group"] for row in read_manifest(self.root)
+                if row.get("image") and row.get("dup_group")}
+
+    def distinct_counts(self, items: Sequence[LabelledImage]) -> dict[str, int]:
+        """Distinct real images per class among `items`: the duplicate groups they span, a file
+        without a group (or one from outside the folder) counted by its content. The official chest CT
+        split holds 148 normal train files that are 32 distinct slices: a learning curve counted in
+        files credits the copies as data."""
+        seen: dict[str, set[str]] = {name: set() for name in self.class_names}
+        for item in items:
+            path = Path(item.ref.path)
+            image = path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else ""
+            seen[self.class_names[item.label]].add(self.duplicate_groups.get(image) or f"sha256:{item.ref.sha256}")
+        return {name: len(groups) for name, groups in seen.items()}
+
+
+def with_distinct_counts(cell: dict, data: PreparedData, real_items: Callable[[], Sequence[LabelledImage]]) -> dict:
+    """A finished real-arm or real-only cell from before `unique_train_images` existed, with the
+    counts derived from its real train images (`real_items`, the sweep's own selection): its
+    fingerprint already matched this data, so the counts are the ones training would have recorded,
+    and a resumed sweep reports its learning curve in distinct images without retraining."""
+    if "unique_train_images" in cell or cell.get("group") not in ("baseline", "real"):
+        return cell
+    return {**cell, "unique_train_images": data.distinct_counts(real_items())}
 
 
 def read_prepared(root: str | Path, split: str | None = None) -> PreparedData:

@@ -15,14 +15,45 @@ When the fit is flat (more real images never helped in the measured range) no ga
 into images: the equivalent is NaN ("not readable"). Applied to each bootstrap replicate's curve and
 paired gain, it gives the interval (quantiles without interpolation; a flat replicate bounds
 nothing: 0 for the lower end, +inf for the upper).
+
+The x-axis counts *distinct* real images per class (the duplicate groups of prepare's manifest that a
+cell's real train images span, the cell's `unique_train_images`): the official chest CT split holds
+148 normal train files that are 32 distinct slices, and a copy adds no information a classifier could
+use. A resumed sweep derives the field for finished cells written before it existed
+(classify.data.with_distinct_counts: their fingerprint matched the same data, so the counts are
+exact); cells that reach the report without it (a report built from old cells alone) fall back to
+file counts, and the unit says so ("real train files per class (duplicate copies counted ...)").
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import numpy as np
+import pandas as pd
 from scipy.optimize import isotonic_regression
 
 FLAT = "not readable: more real images did not raise the learning curve"
+UNIQUE_UNIT = "distinct real images per class"
+FILES_UNIT = "real train files per class (duplicate copies counted: the cells predate distinct counts)"
+
+
+def mean_distinct_per_class(cells: Sequence[Mapping[str, Any]]) -> float:
+    """The mean over cells of the distinct real train images per class (`unique_train_images`), NaN
+    when any cell lacks them (older results)."""
+    counts = [cell.get("unique_train_images") for cell in cells]
+    if not counts or any(not count for count in counts):
+        return float("nan")
+    return float(np.mean([np.mean(list(count.values())) for count in counts]))  # type: ignore[union-attr]
+
+
+def curve_axis(curve: pd.DataFrame) -> tuple[np.ndarray, str]:
+    """The learning curve's x values and their unit: distinct real images per class where every point
+    has them (summary.csv's `n_unique_per_class`), else train files per class, labelled so."""
+    if "n_unique_per_class" in curve and np.isfinite(curve["n_unique_per_class"].to_numpy(float)).all():
+        return curve["n_unique_per_class"].to_numpy(float), UNIQUE_UNIT
+    return curve["n_real_per_class"].to_numpy(float), FILES_UNIT
 
 
 def _fitted(counts: np.ndarray, curve: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -84,12 +115,29 @@ def equivalent_interval(
     return float(low), float(high)
 
 
-def describe(value: float, curve_span: float) -> str:
-    """Plain words for an equivalent."""
+def mapped_interval(counts: np.ndarray, curve: np.ndarray, gain_low: float, gain_high: float) -> tuple[float, float]:
+    """The cv design's interval: the ends of the gain's interval read off the fitted mean curve.
+
+    The cv inference gives each paired gain a corrected resampled t interval (Nadeau & Bengio 2003)
+    and there is no shared test set to bootstrap, so the equivalent's interval is that interval mapped
+    through the curve; `real_equivalent` does not decrease with the gain, so the mapped interval
+    holds the true equivalent exactly when the gain's interval holds the true gain. It takes the
+    fitted curve as known (its points' own cv intervals are in the learning-curve figure). A
+    fold-level bootstrap was not chosen: the folds' training sets overlap, so their spread understates
+    the variance (the reason for the correction), and a percentile bootstrap over 5 to 10 blocks
+    would inherit that. NaN when the curve is flat."""
+    if np.isnan(gain_low) or np.isnan(gain_high) or is_flat(counts, curve):
+        return float("nan"), float("nan")
+    low, high = sorted((gain_low, gain_high))
+    return real_equivalent(counts, curve, low), real_equivalent(counts, curve, high)
+
+
+def describe(value: float, curve_span: float, unit: str = UNIQUE_UNIT) -> str:
+    """Plain words for an equivalent, in the curve's `unit`."""
     if np.isnan(value):
         return "not available"
     if value == float("inf"):
-        return f"at least {curve_span:.1f} real images per class (beyond the curve's span)"
+        return f"at least {curve_span:.1f} {unit} (beyond the curve's span)"
     if value == 0:
-        return "no gain: 0 real images per class"
-    return f"{value:.1f} real images per class"
+        return f"no gain: 0 {unit}"
+    return f"{value:.1f} {unit}"

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from augstudy.classify.arms import ADDED_ARMS, SYNTHETIC_ONLY
+from augstudy.classify import equivalence
+from augstudy.classify.arms import ADDED_ARMS, GENERATOR_NAMES, SYNTHETIC_ONLY
 from stylegan2ada.io import atomic_open
 
 if TYPE_CHECKING:
@@ -100,21 +101,28 @@ def arms_vs_added(results: pd.DataFrame, summary: pd.DataFrame, metric: str, tit
     return save_figure(figure, stem)
 
 
+# The colour maps of each generator arm's dashed real-image-equivalent levels.
+EQUIVALENT_COLOURS = {"gan": "Blues", "diffusion": "Purples"}
+
+
 def learning_curve(summary: pd.DataFrame, metric: str, equivalents: Sequence[dict], title: str,
                    stem: Path) -> list[Path]:
     """The real arm's `metric` against real train images per class, with its 95 % intervals, and
-    each GAN ratio's mean as a dashed level labelled with its real-image equivalent."""
+    each generator ratio's mean as a dashed level labelled with its real-image equivalent."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6.5, 4.2))
     rows = summary[(summary["arm"] == "real") & (summary["metric"] == metric)].sort_values("real_fraction")
     colour, marker = ARM_STYLES["real"]
-    axis.errorbar(rows["n_real_per_class"], rows["mean"], yerr=_bars(rows), fmt=f"{marker}-", color=colour,
+    x, unit = equivalence.curve_axis(rows)
+    axis.errorbar(x, rows["mean"], yerr=_bars(rows), fmt=f"{marker}-", color=colour,
                   capsize=4, label=f"real images only: mean over seeds, {INTERVAL_LABEL}")
-    colours = plt.get_cmap("Blues")(np.linspace(0.45, 0.95, max(len(equivalents), 1)))
-    for item, line_colour in zip(equivalents, colours):
-        axis.axhline(item["value"], color=line_colour, linestyle="--",
-                     label=f"+{item['ratio']:g} % GAN: {item['words']}")
-    axis.set_xlabel("real train images per class")
+    for arm, colour_map in EQUIVALENT_COLOURS.items():
+        items = [item for item in equivalents if item.get("arm", "gan") == arm]
+        colours = plt.get_cmap(colour_map)(np.linspace(0.45, 0.95, max(len(items), 1)))
+        for item, line_colour in zip(items, colours):
+            axis.axhline(item["value"], color=line_colour, linestyle="--",
+                         label=f"+{item['ratio']:g} % {GENERATOR_NAMES[arm]}: {item['words']}")
+    axis.set_xlabel(unit)
     axis.set_ylabel(f"test {METRIC_LABELS.get(metric, metric.replace('_', ' '))}")
     axis.set_title(title, fontsize=9)
     axis.legend(fontsize=7, loc="best")

@@ -24,7 +24,7 @@ import pandas as pd
 from scipy import stats
 
 from augstudy.classify import equivalence, plots
-from augstudy.classify.arms import ADDED_ARMS, SYNTHETIC_ONLY
+from augstudy.classify.arms import ADDED_ARMS, GENERATOR_NAMES, SYNTHETIC_ONLY
 from augstudy.classify.inference import CellCache, cell_key, estimate
 from augstudy.classify.metrics import BOUNDED, LOWER_IS_BETTER, METRICS
 from augstudy.classify.stats import draw_bootstrap, holm, per_seed_replicates, replicate_values
@@ -51,6 +51,12 @@ ARM_TITLES = {"gan": "GAN images", "diffusion": "Diffusion images", "classic": "
 METRIC_NAMES = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "sensitivity": "sensitivity",
                 "specificity": "specificity", "roc_auc": "ROC AUC", "f1": "F1", "test_loss": "test loss"}
 REFERENCE_LABEL = "real only (0 %)"
+# How each design's real-image equivalents get their interval (equivalence: equivalent_interval, mapped_interval).
+EQUIVALENT_INTERVALS = {
+    "split": "paired bootstrap over test images and seeds",
+    "cv": ("the gain's corrected resampled t interval mapped through the fitted learning curve "
+           "(the curve taken as known)"),
+}
 # A table row: (arm, ratio, real fraction, cell name, cell).
 TableRow = tuple[str, float, float, str, dict[str, Any]]
 
@@ -187,6 +193,7 @@ def inference_summary(
                 "test": "", "mean_difference": np.nan, "diff_ci_low": np.nan, "diff_ci_high": np.nan,
                 "p_value": np.nan, "mde_80": np.nan, "se_difference": np.nan, "df": np.nan,
                 "n_real_per_class": float(np.mean([c["n_real"] for c in cells])) / len(first["class_names"]),
+                "n_unique_per_class": equivalence.mean_distinct_per_class(cells),
             }
             if reference is not None:
                 record.update(_difference_columns(estimate(cells, reference, metric, values)))
@@ -252,7 +259,7 @@ def bootstrap_replicates(
     positive = first["class_names"].index(first["positive_class"])
     groups: dict[tuple[str, float, float], list[dict[str, Any]]] = {}
     for arm, ratio, fraction, _, cell in rows:
-        if arm in ("real", "gan"):
+        if arm in ("real", *GENERATOR_NAMES):
             groups.setdefault((arm, ratio, fraction), []).append(cell)
     n_seeds = max(len({cell_key(cell)[3] for cell in cells}) for cells in groups.values())
     draws = draw_bootstrap(y_test, n_seeds, replicates, seed)
@@ -266,35 +273,46 @@ def bootstrap_replicates(
 
 
 def real_equivalents(summary: pd.DataFrame, replicated: dict | None, primary: str) -> list[dict[str, Any]]:
-    """Per GAN ratio above 0: the real images per class it takes to gain what it gains over 0 %, on
-    the real arm's learning curve; the interval from the bootstrap `replicated` (split design), NaN
-    without them."""
+    """Per GAN (and diffusion) ratio above 0: the distinct real images per class it takes to gain what
+    it gains over 0 %, on the real arm's learning curve; the interval from the bootstrap `replicated` (split design),
+    else (cv) the gain's interval mapped through the fitted curve (equivalence.mapped_interval)."""
     curve = summary[(summary["arm"] == "real") & (summary["metric"] == primary)].sort_values("real_fraction")
-    gan = summary[(summary["arm"] == "gan") & (summary["metric"] == primary) & (summary["ratio"] > 0)]
-    if len(curve) < 2 or gan.empty:  # one point (--real-fractions 100) is no curve to read
+    generated = summary[summary["arm"].isin(GENERATOR_NAMES) & (summary["metric"] == primary) & (summary["ratio"] > 0)]
+    if len(curve) < 2 or generated.empty:  # one point (--real-fractions 100) is no curve to read
         return []
-    counts = curve["n_real_per_class"].to_numpy(float)
+    counts, unit = equivalence.curve_axis(curve)
     curve_span = equivalence.span(counts)
     curve_reps = (None if replicated is None else
                   np.stack([replicated[("real", 0, fraction)][primary] for fraction in curve["real_fraction"]]))
     sign = -1.0 if primary == "test_loss" else 1.0  # the curve is read as "higher is better"
     equivalents = []
     flat = equivalence.is_flat(counts, sign * curve["mean"].to_numpy(float))
-    for row in gan.sort_values("ratio").itertuples():
+    order = {arm: index for index, arm in enumerate(GENERATOR_NAMES)}
+    for row in generated.sort_values(["ratio"]).sort_values("arm", key=lambda arms: arms.map(order),
+                                                             kind="stable").itertuples():
         value = equivalence.real_equivalent(counts, sign * curve["mean"].to_numpy(float), sign * row.mean_difference)
-        low, high = (float("nan"), float("nan")) if curve_reps is None or replicated is None else \
+        low, high = equivalence.mapped_interval(counts, sign * curve["mean"].to_numpy(float),
+                                                sign * row.diff_ci_low, sign * row.diff_ci_high) \
+            if curve_reps is None or replicated is None else \
             equivalence.equivalent_interval(counts, sign * curve_reps,
-                                            sign * (replicated[("gan", row.ratio, 100)][primary] - curve_reps[-1]))
-        equivalents.append({"ratio": row.ratio, "metric": primary, "value": row.mean, "gain": row.mean_difference,
-                            "equivalent": value, "ci_low": low, "ci_high": high,
-                            "words": equivalence.FLAT if flat else equivalence.describe(value, curve_span),
-                            "interval_words": "" if np.isnan(low) else f"{equivalence.describe(low, curve_span)} to "
-                                                                       f"{equivalence.describe(high, curve_span)}"})
+                                            sign * (replicated[(row.arm, row.ratio, 100)][primary] - curve_reps[-1]))
+        equivalents.append({"arm": row.arm, "ratio": row.ratio, "metric": primary, "value": row.mean, "gain": row.mean_difference,
+                            "equivalent": value, "ci_low": low, "ci_high": high, "unit": unit,
+                            "words": equivalence.FLAT if flat else equivalence.describe(value, curve_span, unit),
+                            "interval_words": "" if np.isnan(low) else
+                            f"{equivalence.describe(low, curve_span, unit)} to "
+                            f"{equivalence.describe(high, curve_span, unit)}"})
     return equivalents
 
 
 # Arms whose classifiers keep more than this many times the optimizer steps of another's are flagged.
 BUDGET_RATIO = 2.0
+
+
+def _curve_unit(summary: pd.DataFrame, primary: str) -> str:
+    """The learning curve's x unit (distinct images, or files for older cells); "" without a real arm."""
+    curve = summary[(summary["arm"] == "real") & (summary["metric"] == primary)]
+    return equivalence.curve_axis(curve)[1] if len(curve) else ""
 
 
 def kept_steps(cell: dict[str, Any], batch_size: int | None) -> float:
@@ -399,7 +417,7 @@ def headroom_statement(rows: pd.DataFrame, primary: str) -> str:
     if not {"reference", "mde_80", "p_holm"} <= set(rows.columns):
         return ""
     reference = rows[(rows["arm"].isin(ADDED_ARMS + ("real",))) & (rows["reference"].fillna("") == "")]
-    gan = rows[rows["arm"].isin(("gan", "diffusion")) & rows["mde_80"].notna() & rows["p_holm"].notna()]
+    gan = rows[rows["arm"].isin(GENERATOR_NAMES) & rows["mde_80"].notna() & rows["p_holm"].notna()]
     if reference.empty or gan.empty or primary not in BOUNDED:
         return ""
     baseline = float(reference["mean"].iloc[0])
@@ -454,16 +472,17 @@ def answer_sentence(summary: pd.DataFrame, primary: str, positive: str, equivale
     headroom = headroom_statement(rows, primary)
     if headroom:
         parts.append(headroom)
-    generated = rows[rows["arm"].isin(("gan", "diffusion"))]
+    generated = rows[rows["arm"].isin(GENERATOR_NAMES)]
     if design == "split" and len(generated) and "n_gan_seeds" in generated and generated["n_gan_seeds"].max() <= 1:
         parts.append("With one trained run per generator, the intervals hold for that run's images: a generator's "
                      "own run-to-run variation is not in them (several generator seeds, or the CV design, show it).")
     curve = rows[rows["arm"] == "real"].sort_values("real_fraction")
     if len(curve) > 1:
-        smallest, full = curve.iloc[0], curve.iloc[-1]
+        smallest = curve.iloc[0]
+        (few, many), unit = equivalence.curve_axis(curve.iloc[[0, -1]])
         parts.append(f"Learning curve on real images only: with {smallest['real_fraction']:g} % of each class's real "
-                     f"train images ({smallest['n_real_per_class']:.4g} instead of {full['n_real_per_class']:.4g} "
-                     f"per class on average), {name} is {smallest['mean']:.3f} "
+                     f"train images ({few:.4g} instead of {many:.4g} {unit} on average), {name} is "
+                     f"{smallest['mean']:.3f} "
                      f"({_fmt(smallest['mean_difference'])}, interval {_fmt(smallest['diff_ci_low'])} to "
                      f"{_fmt(smallest['diff_ci_high'])}).")
     for arm, images in SYNTHETIC_ONLY.items():
@@ -477,11 +496,12 @@ def answer_sentence(summary: pd.DataFrame, primary: str, positive: str, equivale
         parts.append(f"Real-image equivalents: none can be read, since more real images did not raise {name} on "
                      "the learning curve (its isotonic fit is flat).")
     elif equivalents:
-        listed = "; ".join(f"{item['ratio']:g} % GAN: {item['words']}"
+        listed = "; ".join(f"{item['ratio']:g} % {GENERATOR_NAMES[item.get('arm', 'gan')]}: {item['words']}"
                            + (f" (interval {item['interval_words']})" if item["interval_words"] else "")
                            for item in equivalents)
-        parts.append(f"Real-image equivalents (the real images per class whose addition at the top of the fitted "
-                     f"learning curve gains what each GAN ratio gains over 0 %): {listed}.")
+        unit = equivalents[0].get("unit", equivalence.UNIQUE_UNIT)
+        parts.append(f"Real-image equivalents (the {unit} whose addition at the top of the "
+                     f"fitted learning curve gains what each generator's ratio gains over 0 %): {listed}.")
     return " ".join(parts)
 
 
@@ -530,8 +550,8 @@ def write_report(
         if index == 0 and "real" in set(results["arm"]):
             curve = figures / "learning_curve"
             plots.learning_curve(summary, metric, equivalents, f"{title}\npositive class: {positive}", curve)
-            add(curve, f"Learning curve: test {METRIC_NAMES[metric]} against real train images per class "
-                       f"(real arm), with 95 % intervals; dashed lines: GAN ratios, read off "
+            add(curve, f"Learning curve: test {METRIC_NAMES[metric]} against {_curve_unit(summary, metric)} "
+                       f"(real arm), with 95 % intervals; dashed lines: each generator's ratios, read off "
                        f"as real-image equivalents. {caption_tail}")
     matrices: dict[str, np.ndarray] = {}
     for arm, ratio, fraction in dict.fromkeys((row[0], row[1], row[2]) for row in rows):
@@ -553,7 +573,7 @@ def write_report(
         "figures": listed, "interval": str(summary["interval"].iloc[0]),
         "design": {"design": design, "folds": getattr(options, "folds", 1), "repeats": getattr(options, "repeats", 1),
                    "gan_seeds": getattr(options, "gan_seeds", 1), "note": DESIGN_NOTES[design]},
-        "equivalent_interval": "paired bootstrap over test images and seeds (split design only)",
+        "equivalent_interval": EQUIVALENT_INTERVALS[design], "learning_curve_x": _curve_unit(summary, primary),
         "bootstrap_replicates": options.bootstrap,
         "arms": list(options.arms), "title": title, "weights": weights,
         "random_init_backbone": "random" in weights.lower(), "caveats": caveats,

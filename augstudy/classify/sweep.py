@@ -68,6 +68,7 @@ from augstudy.classify.data import (
     fold_data,
     read_pool,
     read_prepared,
+    with_distinct_counts,
 )
 from augstudy.classify.features import (
     FeatureCache,
@@ -649,6 +650,7 @@ class Sweep:
             "steps_kept": result.best_epoch * batches_per_epoch, "batches_per_epoch": batches_per_epoch,
             "metrics": metrics,
             "n_real": len(real) // views, "n_added": len(added) // views,
+            "unique_train_images": self.data.distinct_counts(real),
             "n_train_inputs": len(train), "n_valid": len(valid), "n_test": len(test),
             "valid_images": [str(item.ref.path.relative_to(self.data.root)) for item in valid],
             "epochs_trained": result.epochs_trained, "best_epoch": result.best_epoch,
@@ -814,7 +816,7 @@ def _run_sweep(options: SweepOptions) -> SweepOutcome:
         for key in keys:
             cell = _finished_cell(out / "cells" / f"{key.name}.json", fingerprints[key])
             if cell is not None:
-                cells[key] = cell
+                cells[key] = with_distinct_counts(cell, unit.data, lambda k=key, s=sweep: s.training_items(k)[0])
         todo = [key for key in keys if key not in cells]
         started = time.perf_counter()
         if todo:

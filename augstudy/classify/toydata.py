@@ -51,12 +51,14 @@ def _write_png(path: Path, pixels: np.ndarray) -> None:
 
 def write_toy_study(
     root: str | Path, train: int = 6, valid: int = 3, test: int = 3, pool: int = 6, size: int = 32,
-    duplicates: int = 1, classes: tuple[str, ...] = CLASSES,
+    duplicates: int = 1, classes: tuple[str, ...] = CLASSES, train_duplicates: int = 0,
 ) -> ToyStudy:
     """Write `root`/data and `root`/pool. Per class of `classes`: `train`/`valid`/`test` real images
     and `pool` synthetic ones. The first `duplicates` train images of each class are repeated in the test
     split; the dedup split drops those copies, the official split keeps them; original and copy share a dup_group, as
-    prepare writes it."""
+    prepare writes it. The first `train_duplicates` train images of each class are also repeated inside the
+    train split, as the official chest CT split repeats slices (its 148 normal train files are 32 distinct
+    slices)."""
     root = Path(root)
     data, pool_dir = root / "data", root / "pool"
     rows = []
@@ -71,6 +73,8 @@ def write_toy_study(
                 seed += 1
         for index, duplicate_of in enumerate(train_seeds[:duplicates]):
             rows.append(("test", name, duplicate_of, f"{name}_dup{index:03d}", False))
+        for index, duplicate_of in enumerate(train_seeds[:train_duplicates]):
+            rows.append(("train", name, duplicate_of, f"{name}_copy{index:03d}", False))
         for index in range(pool):
             _write_png(pool_dir / name / f"seed{index:05d}.png", toy_image(label, 100_000 + index, size))
     copied = {image_seed for _, _, image_seed, _, unique in rows if not unique}

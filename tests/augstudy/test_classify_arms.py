@@ -13,7 +13,18 @@ from PIL import Image
 
 from augstudy.classify.classic import ClassicRecipe, augment, classic_pool, copies_per_image
 from augstudy.classify.data import LabelledImage, read_prepared
-from augstudy.classify.equivalence import describe, equivalent_interval, is_flat, real_equivalent, span
+from augstudy.classify.equivalence import (
+    FILES_UNIT,
+    UNIQUE_UNIT,
+    curve_axis,
+    describe,
+    equivalent_interval,
+    is_flat,
+    mapped_interval,
+    mean_distinct_per_class,
+    real_equivalent,
+    span,
+)
 from augstudy.classify.features import ImageRef
 from augstudy.classify.sweep import nested_real_subset
 from augstudy.classify.toydata import write_toy_study
@@ -88,7 +99,7 @@ def test_real_image_equivalent_is_anchored_at_the_fit_and_never_negative() -> No
     images per class" when anchored at the raw 100 % point."""
     curve = np.array([0.90, 0.95, 0.97, 0.96])
     assert real_equivalent(COUNTS, curve, 0.0) == 0.0
-    assert real_equivalent(COUNTS, curve, -0.04) == 0.0 and describe(0.0, 30) == "no gain: 0 real images per class"
+    assert real_equivalent(COUNTS, curve, -0.04) == 0.0 and describe(0.0, 30) == "no gain: 0 distinct real images per class"
     # fitted: 0.90, 0.95, 0.965, 0.965; a gain of 0.005 reads at 0.96, 2/3 of the way from 20 to 30 images
     assert real_equivalent(COUNTS, curve, 0.005) == pytest.approx(40 - (20 + 10 * 0.01 / 0.015))
 
@@ -96,8 +107,9 @@ def test_real_image_equivalent_is_anchored_at_the_fit_and_never_negative() -> No
 def test_a_gain_beyond_the_curve_is_one_sided() -> None:
     assert real_equivalent(COUNTS, CURVE, 0.20) == pytest.approx(30.0)
     assert real_equivalent(COUNTS, CURVE, 0.25) == float("inf")
-    assert describe(float("inf"), span(COUNTS)) == "at least 30.0 real images per class (beyond the curve's span)"
-    assert describe(15.0, 30) == "15.0 real images per class"
+    assert describe(float("inf"), span(COUNTS)) == ("at least 30.0 distinct real images per class (beyond the "
+                                                    "curve's span)")
+    assert describe(15.0, 30) == "15.0 distinct real images per class"
 
 
 def test_a_lucky_small_data_point_does_not_set_the_curve() -> None:
@@ -154,3 +166,57 @@ def test_the_answer_does_not_call_a_ratio_that_beats_0_percent_below_a_flat_curv
     single = pd.DataFrame(rows[3:])
     assert real_equivalents(single, {key: value for key, value in replicated.items() if key[2] == 100},
                             "balanced_accuracy") == []
+
+
+def test_distinct_counts_follow_the_duplicate_groups_of_the_manifest(tmp_path: Path) -> None:
+    study = write_toy_study(tmp_path / "toy", train=4, valid=1, test=1, pool=0, size=16, train_duplicates=2)
+    official, dedup = read_prepared(study.data, "official"), read_prepared(study.data, "dedup")
+    assert official.real_counts() == {"normal": 6, "tumour": 6}  # files, copies included
+    assert official.distinct_counts(official.subsets["train"]) == {"normal": 4, "tumour": 4}
+    assert dedup.distinct_counts(dedup.subsets["train"]) == dedup.real_counts() == {"normal": 4, "tumour": 4}
+    copies = [item for item in official.subsets["train"] if "_copy" in item.ref.path.name]
+    assert official.distinct_counts(copies) == {"normal": 2, "tumour": 2}
+
+
+def _curve_rows(unique: list[float]) -> pd.DataFrame:
+    return pd.DataFrame({"real_fraction": [25, 50, 100], "n_real_per_class": [10.0, 20.0, 40.0],
+                         "n_unique_per_class": unique})
+
+
+def test_the_curve_reads_distinct_images_and_older_cells_fall_back_to_labelled_file_counts() -> None:
+    counts, unit = curve_axis(_curve_rows([4.0, 8.0, 16.0]))
+    assert counts.tolist() == [4.0, 8.0, 16.0] and unit == UNIQUE_UNIT
+    counts, unit = curve_axis(_curve_rows([4.0, np.nan, 16.0]))  # one point from cells without the field
+    assert counts.tolist() == [10.0, 20.0, 40.0] and unit == FILES_UNIT and "duplicate copies counted" in unit
+    counts, unit = curve_axis(_curve_rows([4.0, 8.0, 16.0]).drop(columns="n_unique_per_class"))
+    assert unit == FILES_UNIT
+    cells = [{"unique_train_images": {"a": 3, "b": 5}}, {"unique_train_images": {"a": 5, "b": 7}}]
+    assert mean_distinct_per_class(cells) == 5.0
+    assert np.isnan(mean_distinct_per_class([*cells, {"n_real": 8}]))
+
+
+def test_a_cv_gain_interval_maps_to_an_equivalent_interval_holding_the_true_equivalent() -> None:
+    # the true gain 0.05 is worth the last 10 images (30 -> 40: 0.75 -> 0.80); the gain's interval
+    # 0.025 to 0.10 reads 5 to 20 images, and holds the true 10
+    low, high = mapped_interval(COUNTS, CURVE, 0.025, 0.10)
+    assert low == pytest.approx(5.0) and high == pytest.approx(20.0) and low <= 10.0 <= high
+    assert mapped_interval(COUNTS, CURVE, 0.10, 0.025) == (low, high)  # a lower-is-better metric's flipped ends
+    low, high = mapped_interval(COUNTS, CURVE, -0.02, 0.30)  # a gain possibly 0 or beyond the curve
+    assert low == 0.0 and high == float("inf")
+    assert all(np.isnan(mapped_interval(COUNTS, np.array([0.9, 0.9, 0.9, 0.9]), 0.01, 0.02)))
+
+
+def test_cv_real_equivalents_get_the_mapped_interval_in_the_answer() -> None:
+    """Before, the cv design's equivalents had no interval (the bootstrap is split-only)."""
+    from augstudy.classify.report import real_equivalents
+
+    rows = [{"arm": "real", "ratio": 0, "real_fraction": fraction, "metric": "balanced_accuracy", "mean": mean,
+             "n_real_per_class": count, "n_unique_per_class": count}
+            for fraction, mean, count in zip((25, 50, 75, 100), CURVE, COUNTS)]
+    rows.append({"arm": "gan", "ratio": 50, "real_fraction": 100, "metric": "balanced_accuracy", "mean": 0.85,
+                 "mean_difference": 0.05, "diff_ci_low": 0.025, "diff_ci_high": 0.10, "n_real_per_class": 40.0,
+                 "n_unique_per_class": 40.0})
+    [item] = real_equivalents(pd.DataFrame(rows), None, "balanced_accuracy")
+    assert item["equivalent"] == pytest.approx(10.0)
+    assert item["ci_low"] == pytest.approx(5.0) and item["ci_high"] == pytest.approx(20.0)
+    assert item["interval_words"] == "5.0 distinct real images per class to 20.0 distinct real images per class"

@@ -18,7 +18,7 @@ from augstudy.cli import main
 
 FAST = ["--weights", "none", "--input-size", "32", "--epochs", "8", "--batch-size", "4", "--quiet",
         "--bootstrap", "200"]
-ARMS = "gan,diffusion,classic,synthetic-only,diffusion-only"
+ARMS = "gan,diffusion,classic,real,synthetic-only,diffusion-only"
 
 
 def _invoke(*args: str) -> tuple[int, str]:
@@ -37,7 +37,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
              "out": root / "results"}
     code, output = _invoke("sweep", "--data", str(toy.data), "--pool", f"gan={toy.pool}",
                            "--pool", f"diffusion={swapped}", "--out", str(paths["out"]), "--ratios", "0,100",
-                           "--seeds", "3", "--arms", ARMS, "--cache-dir", str(paths["cache"]), *FAST)
+                           "--seeds", "3", "--arms", ARMS, "--real-fractions", "50", "--cache-dir", str(paths["cache"]), *FAST)
     assert code == 0, output
     return paths
 
@@ -81,7 +81,11 @@ def test_gan_minus_diffusion_is_in_the_confirmatory_family_and_the_answer(study)
                                      "gan - diffusion"]
     correction = family["correction"].iloc[0]
     assert "Holm over the 6 confirmatory tests" in correction and "GAN - diffusion at each ratio" in correction
-    sentence = json.loads((study["out"] / "answer.json").read_text())["sentence"]
+    answer = json.loads((study["out"] / "answer.json").read_text())
+    sentence = answer["sentence"]
+    # each generator's gain is read off the same real-image learning curve
+    assert [(item["arm"], item["ratio"]) for item in answer["real_equivalents"]] == [("gan", 100), ("diffusion", 100)]
+    assert "100 % GAN:" in sentence and "100 % diffusion:" in sentence
     for words in ("Diffusion images:", "GAN minus diffusion images at equal added counts, paired: 100 %:",
                   "Diffusion minus classic augmentation", "Trained on diffusion images only",
                   "Trained on GAN images only"):

@@ -15,8 +15,10 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from augstudy.classify.data import read_prepared
 from augstudy.classify.metrics import METRICS
 from augstudy.classify.saved import load_model, read_info
+from augstudy.classify.sweep import nested_real_subset
 from augstudy.classify.toydata import write_toy_study
 from augstudy.cli import main
 
@@ -157,7 +159,9 @@ def test_answer_json_states_the_answer_and_lists_embeddable_figures(sweep) -> No
     assert answer["audit"] is None and answer["design"]["design"] == "split"
     assert "balanced accuracy" in sentence and "0 %" in sentence and "Holm" in sentence
     assert "Real-image equivalents" in sentence and "GAN images only" in sentence
-    assert "with 50 % of each class's real train images (3 instead of 5 per class on average)" in sentence
+    assert ("with 50 % of each class's real train images (3 instead of 5 distinct real images per class on average)"
+            in sentence)
+    assert answer["learning_curve_x"] == "distinct real images per class"
     assert any("duplicate train images" in warning for warning in answer["warnings"])
     paths = [figure["path"] for figure in answer["figures"]]
     assert paths[:2] == ["figures/balanced_accuracy_vs_added.png", "figures/learning_curve.png"]
@@ -350,3 +354,43 @@ def test_fixed_schedule_trains_exactly_the_epochs_and_monitor_is_recorded(sweep,
     assert results["epochs_trained"].eq(3).all() and results["best_epoch"].eq(3).all()
     options = json.loads((tmp_path / "fixed" / "sweep_options.json").read_text())
     assert options["schedule"] == "fixed" and options["epochs"] == 3
+
+
+@pytest.mark.slow
+def test_the_learning_curve_counts_distinct_real_images_not_duplicate_files(sweep, tmp_path: Path) -> None:
+    """Issue 20 item 6: on the official chest CT split 148 normal train files are 32 distinct slices; a
+    curve in files credits the copies as data. Here 6 train images per class, 3 of them stored twice."""
+    study = write_toy_study(tmp_path / "toy", train=6, valid=3, test=4, pool=0, size=32, train_duplicates=3)
+    out = tmp_path / "results"
+    invoke("sweep", "--data", str(study.data), "--out", str(out), "--arms", "real", "--real-fractions", "50",
+           "--seeds", "2", "--save-models", "none", "--cache-dir", str(sweep["cache"]), *FAST)
+    manifest = pd.read_csv(study.data / "manifest.csv", keep_default_na=False)
+    group = {row.image: row.dup_group or row.image for row in manifest.itertuples()}
+    data = read_prepared(study.data)
+    for seed in (0, 1):
+        chosen = nested_real_subset(data.subsets["train"], 2, 50, seed)
+        expected = {name: len({group[item.ref.path.relative_to(data.root).as_posix()] for item in chosen
+                               if item.label == label}) for label, name in enumerate(data.class_names)}
+        cell = json.loads((out / "cells" / f"real_fraction-050_seed-{seed:02d}.json").read_text())
+        assert cell["unique_train_images"] == expected and cell["n_real"] == 2 * 5  # 5 of 9 files per class
+    full = json.loads((out / "cells" / "ratio-000_seed-00.json").read_text())
+    assert full["unique_train_images"] == {"normal": 6, "tumour": 6} and full["n_real"] == 18
+    summary = pd.read_csv(out / "summary.csv")
+    curve = summary[(summary["arm"] == "real") & (summary["metric"] == "balanced_accuracy")].sort_values(
+        "real_fraction")
+    assert curve["n_unique_per_class"].iloc[-1] == 6 and curve["n_real_per_class"].iloc[-1] == 9
+    answer = json.loads((out / "answer.json").read_text())
+    assert answer["learning_curve_x"] == "distinct real images per class"
+    assert "instead of 6 distinct real images per class on average" in answer["sentence"]
+    svg = (out / "figures" / "learning_curve.svg").read_text()
+    assert "distinct real images per class" in svg and "real train files" not in svg
+    # cells written before the field existed: a resumed sweep derives it (same fingerprint, same data)
+    for path in (out / "cells").glob("*.json"):
+        cell = json.loads(path.read_text())
+        del cell["unique_train_images"]
+        path.write_text(json.dumps(cell))
+    output = invoke("sweep", "--data", str(study.data), "--out", str(out), "--arms", "real", "--real-fractions", "50",
+                    "--seeds", "2", "--save-models", "none", "--cache-dir", str(sweep["cache"]), *FAST)
+    assert "trained 0 cell(s), skipped 4 finished" in output
+    resumed = pd.read_csv(out / "summary.csv")
+    pd.testing.assert_series_equal(resumed["n_unique_per_class"], summary["n_unique_per_class"])

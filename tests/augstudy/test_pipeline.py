@@ -262,3 +262,51 @@ def test_dry_run_lists_the_diffusion_steps_only_when_configured(tmp_path: Path) 
         steps = json.loads(result.output)["steps"]
         assert ("train_diffusion" in steps) is expected and ("generate_diffusion" in steps) is expected
         assert (steps["sweep"]["diffusion_pool"] == str(tmp_path / "s" / "pool-diffusion")) is expected
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ('sensitivity = {schedule = "fixed", epochs = 0}', r"\[sweep\] sensitivity: epochs = 0: give a whole number"),
+    ('sensitivity = {schedule = "plateau", epochs = 5}', r"\[sweep\] sensitivity: schedule = 'plateau'"),
+    ('sensitivity = "fixed"', r"\[sweep\] sensitivity: 'fixed': expected a table"),
+    ('schedule = "fixed"\nsensitivity = {schedule = "fixed", epochs = 5}', "already uses schedule"),
+])
+def test_a_bad_sensitivity_setting_is_refused_before_any_work(tmp_path: Path, setting: str, message: str) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(TINY.replace("{seeds}", "2").replace("epochs = 2\n", f"epochs = 2\n{setting}\n"),
+                      encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"bad\.toml: .*{message}"):
+        load_config(config)
+
+
+def test_shipped_configs_run_the_fixed_schedule_sensitivity_sweep() -> None:
+    experiments = Path(__file__).parents[2] / "experiments"
+    for path in (demo_config_path(), experiments / "chestct-cpu.toml", experiments / "chestct-cv.toml"):
+        assert load_config(path).sections["sweep"]["sensitivity"] == {"schedule": "fixed", "epochs": 5}, path
+
+
+@pytest.mark.slow
+def test_run_adds_the_fixed_schedule_sweep_and_states_whether_the_answer_agrees(tmp_path: Path) -> None:
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY.replace("{seeds}", "2").replace("epochs = 2\n", "epochs = 2\nsensitivity = "
+                                                           '{schedule = "fixed", epochs = 3}\n'), encoding="utf-8")
+    out = tmp_path / "study"
+    log: list[str] = []
+    report = Study(load_config(config, out), log=log.append).run()
+    fixed = out / "results" / "sensitivity-fixed"
+    options = json.loads((fixed / "sweep_options.json").read_text())
+    assert options["schedule"] == "fixed" and options["epochs"] == 3 and options["save_models"] == "none"
+    assert {row["epochs_trained"] for row in _rows(fixed / "results.csv")} == {"3"}
+    assert len(_rows(fixed / "results.csv")) == len(_rows(out / "results" / "results.csv")) == 4
+    comparison = json.loads((fixed / "comparison.json").read_text())
+    answer = json.loads((out / "results" / "answer.json").read_text())
+    assert answer["sensitivity"] == comparison and comparison["agrees"] in (True, False)
+    assert answer["sentence"].endswith(comparison["sentence"])
+    assert comparison["sentence"].startswith("With a fixed 3-epoch schedule")
+    assert comparison["sentence"] in report.read_text(encoding="utf-8")
+    state = json.loads((out / "study_state.json").read_text())
+    result = state["steps"]["sensitivity:default"]["result"]
+    assert result["trained"] == 4 and result["features_computed"] == 0  # only heads: features are cached
+    log.clear()
+    Study(load_config(config, out), log=log.append).run()
+    assert "== sensitivity:default: done earlier with the same options; skipped" in log
+    assert json.loads((out / "results" / "answer.json").read_text())["sentence"].count("With a fixed") == 1

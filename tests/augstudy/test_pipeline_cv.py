@@ -66,6 +66,7 @@ input_size = 32
 epochs = 2
 save_models = "none"
 bootstrap = 100
+sensitivity = {schedule = "fixed", epochs = 3}
 """
 
 
@@ -130,6 +131,18 @@ def test_each_fold_uses_its_own_generators_and_results_cover_every_fold(study) -
     report = (out / "report.md").read_text()
     assert "cross-validation" in report and "of the same class from each pool: GAN images" in report
     assert "pool/r0-f0/gan-0/generate_options.json" in report
+
+
+def test_the_fixed_schedule_sensitivity_sweep_runs_every_fold_and_reaches_the_answer(study) -> None:
+    _, out, _ = study
+    fixed = out / "results" / "sensitivity-fixed"
+    main_results, results = pd.read_csv(out / "results" / "results.csv"), pd.read_csv(fixed / "results.csv")
+    assert len(results) == len(main_results) and set(zip(results["repeat"], results["fold"])) == {(0, 0), (0, 1)}
+    assert results["epochs_trained"].eq(3).all() and results["best_epoch"].eq(3).all()
+    comparison = json.loads((fixed / "comparison.json").read_text())
+    assert set(comparison["main"]) == set(comparison["fixed"]) == {"GAN +100 % vs 0 %"}
+    answer = json.loads((out / "results" / "answer.json").read_text())
+    assert answer["sensitivity"] == comparison and comparison["sentence"] in (out / "report.md").read_text()
 
 
 def test_rerun_resumes_without_redoing_finished_folds(study) -> None:
