@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from augstudy.classify.arms import GENERATOR_NAMES
 from augstudy.classify.metrics import LOWER_IS_BETTER
 
 if TYPE_CHECKING:
@@ -84,10 +85,11 @@ def verdict(summary: pd.DataFrame, primary: str) -> dict[str, str]:
     lower_better = primary in LOWER_IS_BETTER
     outcomes = {}
     for row in rows.itertuples():
-        if row.arm == "gan - classic":
-            name = f"GAN - classic at {row.ratio:g} %"
+        if " - " in row.arm:  # a paired contrast of two arms at one ratio (report.CONTRASTS)
+            first, second = row.arm.split(" - ")
+            name = f"{GENERATOR_NAMES.get(first, first)} - {second} at {row.ratio:g} %"
         else:
-            name = f"{'GAN' if row.arm == 'gan' else row.arm} +{row.ratio:g} % vs 0 %"
+            name = f"{GENERATOR_NAMES.get(row.arm, row.arm)} +{row.ratio:g} % vs 0 %"
         if row.p_holm >= ALPHA:
             outcomes[name] = "no difference"
         else:

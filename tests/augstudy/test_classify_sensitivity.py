@@ -39,6 +39,11 @@ def test_the_verdict_reads_the_confirmatory_family_with_direction() -> None:
     assert verdict(worse, "balanced_accuracy") == {"GAN +25 % vs 0 %": "worse"}
     loss = _summary({("gan", 25): (-0.05, 0.001)}, metric="test_loss")  # lower loss is better
     assert verdict(loss, "test_loss") == {"GAN +25 % vs 0 %": "better"}
+    generators = _summary({("diffusion", 25): (0.01, 0.9), ("gan - diffusion", 25): (0.06, 0.01),
+                           ("diffusion - classic", 25): (-0.05, 0.02)})
+    assert verdict(generators, "balanced_accuracy") == {
+        "diffusion +25 % vs 0 %": "no difference", "GAN - diffusion at 25 %": "better",
+        "diffusion - classic at 25 %": "worse"}
 
 
 def test_a_changed_answer_is_reported_as_a_change() -> None:
