@@ -97,7 +97,8 @@ def arms_vs_added(results: pd.DataFrame, summary: pd.DataFrame, metric: str, tit
     axis.set_xlabel("images added (% of the real train count per class)")
     axis.set_ylabel(f"test {METRIC_LABELS.get(metric, metric.replace('_', ' '))}")
     axis.set_title(title, fontsize=9)
-    axis.legend(fontsize=7, loc="best")
+    # beside the axes: with several arms and synthetic-only bands a legend inside hides data
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return save_figure(figure, stem)
 
 
