@@ -72,6 +72,7 @@ class StudyConfig:
     description: str = ""
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
     generators: tuple[str, ...] = ("gan",)  # "diffusion" too when the config has a [train_diffusion] section
+    builtin_demo: bool = False  # the config `augstudy demo` runs (its report says `augstudy demo` to re-run it)
 
 
 def load_config(path: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,
@@ -114,7 +115,7 @@ def load_config(path: str | os.PathLike[str], out: str | os.PathLike[str] | None
     generators = ("gan", "diffusion") if "train_diffusion" in raw else ("gan",)
     _check_generators(path, raw, sections)
     config = StudyConfig(path, str(study["name"]), source, out_path, str(study.get("description", "")), sections,
-                         generators)
+                         generators, path.resolve() == demo_config_path().resolve())
     for step in STEPS[:-1]:
         _step_options(config, step)  # fail on a bad key before any work starts
     return config

@@ -60,10 +60,15 @@ def write_study_report(study: Study) -> Path:
     _audit_section(doc, study)
     _figures_section(doc, study, outputs)
     local = study.config.source != "phantom" and not study.config.source.startswith("kaggle:")
-    doc.add(Paragraph(f"Config: `{study.config.path.name}`. Re-run from the config's folder (resumes, skips "
-                      "finished steps):"),
-            Code(f"augstudy run {study.config.path.name} --out {_from_config(study, out)}"
-                 + (f" --source {_from_config(study, Path(study.config.source))}" if local else "")))
+    if study.config.builtin_demo:
+        doc.add(Paragraph(f"Config: the built-in demo (`augstudy/configs/{study.config.path.name}`). Re-run from the "
+                          f"folder that holds `{out.name}` (resumes, skips finished steps):"),
+                Code(f"augstudy demo --out {out.name}"))
+    else:
+        doc.add(Paragraph(f"Config: `{study.config.path.name}`. Re-run from the config's folder (resumes, skips "
+                          "finished steps):"),
+                Code(f"augstudy run {study.config.path.name} --out {_from_config(study, out)}"
+                     + (f" --source {_from_config(study, Path(study.config.source))}" if local else "")))
     _data_section(doc, study)
     for generator in study.config.generators:
         _generator_section(doc, study, generator)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from augstudy.pipeline import Study, load_config
+from augstudy.pipeline import Study, demo_config_path, load_config
 from augstudy.report.document import Document, Paragraph, inline_html
 from augstudy.report.study import GRID_PER_CLASS, write_study_report
 
@@ -199,3 +199,10 @@ def test_the_report_names_paths_relative_to_the_config(tmp_path: Path) -> None:
     text = write_study_report(study).read_text(encoding="utf-8")
     assert str(tmp_path) not in text
     assert "augstudy run study.toml --out out" in text and "Source `data/chest-ct`" in text
+
+
+def test_the_demos_report_says_how_to_re_run_the_demo(tmp_path: Path) -> None:
+    study = Study(load_config(demo_config_path(), tmp_path / "my-demo"), log=lambda line: None)
+    assert study.config.builtin_demo and not _study(tmp_path).config.builtin_demo
+    text = write_study_report(study).read_text(encoding="utf-8")
+    assert "augstudy demo --out my-demo" in text and str(tmp_path) not in text
