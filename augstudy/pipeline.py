@@ -428,9 +428,9 @@ class Study:
 
         return self._write_report()
 
-    def train_and_sample(self, generator: str, where: str, wired: dict[str, dict[str, Any]], inputs: Any = None) -> Path:
+    def train_and_sample(self, generator: str, where: str, wired: dict[str, dict[str, Any]], inputs: Any = None) -> None:
         """Train one generator's models (`wired`: per section, the paths and seed that differ from the split
-        design's, e.g. a cv fold's) and sample its pool, each a resumable step; returns the pool folder."""
+        design's, e.g. a cv fold's) and sample its pool, each a resumable step named `<section><where>`."""
         layout = self.layout(generator)
         train_options = self.options(layout.train, **wired.get(layout.train, {}))
         snapshots = self._run_step(f"{layout.train}{where}", train_options,
@@ -446,7 +446,6 @@ class Study:
         generate_options = self.options(layout.generate, **wired.get(layout.generate, {}),
                                         networks=tuple(Path(snapshots[name]) for name in sorted(snapshots)))
         self._run_step(f"{layout.generate}{where}", generate_options, lambda: generate_pool(generate_options))
-        return Path(generate_options.out)
 
     def _run_metrics(self, generator: str, pool: Path) -> None:
         """gan-metrics (SWD, memorisation, KID/FID with a network) of one generator's pool, unchanged for either kind."""

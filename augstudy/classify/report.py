@@ -5,9 +5,9 @@ difference against the real-only classifier (the 0 % cell) with its interval, p-
 detectable effect, and per ratio the paired contrasts between the added-image arms (GAN - classic,
 diffusion - classic, GAN - diffusion); the intervals and tests are `augstudy.classify.inference`'s,
 whose error rates bench/calibration.py measures. On the primary metric (`--primary`) the gan,
-diffusion and classic ratios vs 0 % and those contrasts are one confirmatory family, Holm-corrected together (or, with `--primary-ratio`, the one GAN ratio vs 0 %
-is the only confirmatory test); everything else is descriptive and says so in its `correction`
-column. answer.json states the answer for the primary metric in one sentence, with the data
+diffusion and classic ratios vs 0 % and those contrasts are one confirmatory family, Holm-corrected
+together (or, with `--primary-ratio`, the one GAN ratio vs 0 % is the only confirmatory test);
+everything else is descriptive and says so in its `correction` column. answer.json states the answer for the primary metric in one sentence, with the data
 warnings and the figures in reading order (paths relative to the results folder).
 """
 
@@ -287,9 +287,8 @@ def real_equivalents(summary: pd.DataFrame, replicated: dict | None, primary: st
     sign = -1.0 if primary == "test_loss" else 1.0  # the curve is read as "higher is better"
     equivalents = []
     flat = equivalence.is_flat(counts, sign * curve["mean"].to_numpy(float))
-    order = {arm: index for index, arm in enumerate(GENERATOR_NAMES)}
-    for row in generated.sort_values(["ratio"]).sort_values("arm", key=lambda arms: arms.map(order),
-                                                             kind="stable").itertuples():
+    order = {arm: index for index, arm in enumerate(GENERATOR_NAMES)}  # GAN's ratios first, then diffusion's
+    for row in generated.assign(_order=generated["arm"].map(order)).sort_values(["_order", "ratio"]).itertuples():
         value = equivalence.real_equivalent(counts, sign * curve["mean"].to_numpy(float), sign * row.mean_difference)
         low, high = equivalence.mapped_interval(counts, sign * curve["mean"].to_numpy(float),
                                                 sign * row.diff_ci_low, sign * row.diff_ci_high) \
