@@ -256,7 +256,11 @@ def _distinct(files: list[Path], manifest: Path) -> list[Path]:
 
 
 def _shown_source(study: Study, source: str) -> str:
-    return _from_config(study, Path(source)) if Path(source).is_absolute() else source
+    """The prepared source as a reader can find it: inside the study folder (the phantom's images) relative to
+    it, else relative to the config."""
+    if not Path(source).is_absolute():
+        return source
+    return _rel(study, Path(source)) if Path(source).is_relative_to(study.out) else _from_config(study, Path(source))
 
 
 def image_grid(real: Path, pools: Sequence[Path], classes: list[str], out: Path) -> tuple[Path, int] | None:

@@ -204,5 +204,9 @@ def test_the_report_names_paths_relative_to_the_config(tmp_path: Path) -> None:
 def test_the_demos_report_says_how_to_re_run_the_demo(tmp_path: Path) -> None:
     study = Study(load_config(demo_config_path(), tmp_path / "my-demo"), log=lambda line: None)
     assert study.config.builtin_demo and not _study(tmp_path).config.builtin_demo
+    study.prepared.mkdir(parents=True)
+    (study.prepared / "report.json").write_text((tmp_path / "out" / "prepared" / "report.json").read_text()
+                                                .replace('"constructed"', json.dumps(str(study.out / "phantom"))))
     text = write_study_report(study).read_text(encoding="utf-8")
     assert "augstudy demo --out my-demo" in text and str(tmp_path) not in text
+    assert "Source `phantom`" in text  # the phantom's images, inside the study folder
