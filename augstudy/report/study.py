@@ -256,11 +256,11 @@ def _distinct(files: list[Path], manifest: Path) -> list[Path]:
 
 
 def _shown_source(study: Study, source: str) -> str:
-    """The prepared source as a reader can find it: inside the study folder (the phantom's images) relative to
-    it, else relative to the config."""
-    if not Path(source).is_absolute():
-        return source
-    return _rel(study, Path(source)) if Path(source).is_relative_to(study.out) else _from_config(study, Path(source))
+    """The prepared source as a reader can find it: the phantom is the study's own `phantom` folder (wherever
+    the study folder has moved since), a local folder is named relative to the config."""
+    if study.config.source == "phantom":
+        return "phantom"
+    return _from_config(study, Path(source)) if Path(source).is_absolute() else source
 
 
 def image_grid(real: Path, pools: Sequence[Path], classes: list[str], out: Path) -> tuple[Path, int] | None:
