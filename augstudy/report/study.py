@@ -258,7 +258,7 @@ def _distinct(files: list[Path], manifest: Path) -> list[Path]:
 def _shown_source(study: Study, source: str) -> str:
     """The prepared source as a reader can find it: the phantom is the study's own `phantom` folder (wherever
     the study folder has moved since), a local folder is named relative to the config."""
-    if study.config.source == "phantom":
+    if study.config.source == "phantom" and Path(source).name == "phantom":
         return "phantom"
     return _from_config(study, Path(source)) if Path(source).is_absolute() else source
 
