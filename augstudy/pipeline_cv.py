@@ -109,11 +109,10 @@ def write_fold_data(study: Study, plan: FoldPlan, job: FoldJob) -> None:
     atomic_write_json(marker, record)  # last: it marks the folder complete
 
 
-def run_fold_generators(study: Study, plan: FoldPlan, seeds: int) -> list[FoldJob]:
+def run_fold_generators(study: Study, plan: FoldPlan, seeds: int) -> None:
     """Train and sample every fold's generators (`seeds` per generator of the config), each a resumable
-    step; returns the jobs."""
-    jobs = fold_jobs(study, plan)
-    for job in jobs:
+    step."""
+    for job in fold_jobs(study, plan):
         write_fold_data(study, plan, job)
         for generator in study.config.generators:
             layout = study.layout(generator)
@@ -124,7 +123,6 @@ def run_fold_generators(study: Study, plan: FoldPlan, seeds: int) -> list[FoldJo
                          layout.generate: {"out": job.pools[generator] / name}}
                 study.train_and_sample(generator, f":{job.fold.name}:{name}", wired)
             atomic_write_json(job.pools[generator] / FOLD_FILE, fold_record(plan, job.fold))
-    return jobs
 
 
 def _model_count(study: Study, generator: str, n_classes: int | None, seeds: int, folds: int) -> int | None:
