@@ -16,6 +16,7 @@ import json
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -223,7 +224,7 @@ def _data_section(doc: Document, study: Study) -> None:
             Paragraph("Images in valid/test that are exact (byte or pixel) or near (perceptual hash) copies of a "
                       "train image inflate test accuracy; the dedup split removes them."),
             Table(["split", "class", "official", "dedup", "exact copies of train", "near copies of train"], rows))
-    pools = {GENERATOR_TITLES[generator][1]: study.sample_pool_of(generator)  # cv: each one's first fold and seed
+    pools = {GENERATOR_WORDS[generator].images: study.sample_pool_of(generator)  # cv: each one's first fold and seed
              for generator in study.config.generators}
     grid = image_grid(study.prepared / "images" / "train", list(pools.values()), classes,
                       study.out / "report_files" / "real_vs_synthetic.png")
@@ -297,16 +298,29 @@ def _tile_row(tiles: list[np.ndarray], side: int) -> list[np.ndarray]:
     return scaled + [np.zeros((side, side), np.uint8)] * (GRID_PER_CLASS - len(scaled))
 
 
-# Per generator: the report's heading, what its images are called, its runs and the last columns of its table.
-GENERATOR_TITLES = {
-    "gan": ("GAN", "GAN images", "StyleGAN2-ADA", ("augment p", "augment_p"), ("SWD at last snapshot (x1e3)", "swd")),
-    "diffusion": ("Diffusion model", "diffusion images", "Diffusion (MONAI DiffusionModelUNet, DDPM training)",
-                  ("mean denoising loss (last tick)", "loss"), ("training wall time (s)", "total_s")),
+@dataclass(frozen=True)
+class GeneratorWords:
+    """How the report names one generator, and the two stats.jsonl columns its runs table adds."""
+
+    heading: str
+    images: str
+    runs: str
+    columns: tuple[tuple[str, str], tuple[str, str]]  # (table header, stats.jsonl key) x 2
+
+
+GENERATOR_WORDS = {
+    "gan": GeneratorWords("GAN", "GAN images", "StyleGAN2-ADA",
+                          (("augment p", "augment_p"), ("SWD at last snapshot (x1e3)", "swd"))),
+    "diffusion": GeneratorWords("Diffusion model", "diffusion images",
+                                "Diffusion (MONAI DiffusionModelUNet, DDPM training)",
+                                (("mean denoising loss (last tick)", "loss"), ("training wall time (s)", "total_s"))),
 }
 
 
 def _generator_section(doc: Document, study: Study, generator: str) -> None:
-    heading, images, runs_name, (third, third_key), (fourth, fourth_key) = GENERATOR_TITLES[generator]
+    words = GENERATOR_WORDS[generator]
+    heading, images = words.heading, words.images
+    (third, third_key), (fourth, fourth_key) = words.columns
     doc.add(Heading(heading))
     runs = study.runs_of(generator)
     rows = []
@@ -318,7 +332,7 @@ def _generator_section(doc: Document, study: Study, generator: str) -> None:
         rows.append([run.relative_to(runs).as_posix(), f"{last['kimg']:g}" if "kimg" in last else "–",
                      _fmt(last.get("sec_per_kimg")), _fmt(last.get(third_key)), _fmt(fourth_value)])
     if rows:
-        doc.add(Paragraph(f"{runs_name} runs under `{_rel(study, runs)}` (options in each run's "
+        doc.add(Paragraph(f"{words.runs} runs under `{_rel(study, runs)}` (options in each run's "
                           "training_options.json; per-tick figures in stats.jsonl)."),
                 Table(["run", "kimg", "sec/kimg", third, fourth], rows))
     pool = study.sample_pool_of(generator)
