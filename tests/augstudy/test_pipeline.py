@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from study_configs import tiny_diffusion
 
 from augstudy.cli import main
 from augstudy.pipeline import ConfigError, Study, demo_config_path, load_config
@@ -188,25 +189,8 @@ def test_auto_weights_without_a_local_file_stop_and_name_the_file(tmp_path: Path
     assert _resolve_auto_weights(explicit, print) is explicit
 
 
-DIFFUSION = """
-[train_diffusion]
-channels = [8, 16]
-attention = [false, true]
-norm_groups = 8
-batch = 4
-timesteps = 50
-kimg = 0.02
-snap = 0.02
-tick_kimg = 0.02
-threads = 1
-
-[generate_diffusion]
-steps = 5
-"""
-
-
 def _with_diffusion(path: Path, arms: str = '["gan", "diffusion", "diffusion-only"]') -> Path:
-    text = TINY.replace("{seeds}", "2").replace("[sweep]\n", f"[sweep]\narms = {arms}\n") + DIFFUSION
+    text = TINY.replace("{seeds}", "2").replace("[sweep]\n", f"[sweep]\narms = {arms}\n") + tiny_diffusion()
     path.write_text(text, encoding="utf-8")
     return path
 

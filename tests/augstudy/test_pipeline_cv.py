@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from study_configs import tiny_diffusion
 
 from augstudy.cli import main
 from augstudy.pipeline import ConfigError, Study, load_config
@@ -210,9 +211,7 @@ def test_the_shipped_chest_ct_cv_config_makes_pools_large_enough_for_every_fold(
 def test_a_diffusion_model_per_fold_trains_on_that_folds_zip_and_feeds_its_arm(tmp_path: Path) -> None:
     config = tmp_path / "cv-both.toml"
     config.write_text(TINY_CV.replace("gan_seeds = 2", "gan_seeds = 1").replace("[sweep]\n", '[sweep]\narms = ["gan", "diffusion"]\n')
-                      + "[train_diffusion]\nchannels = [8, 16]\nattention = [false, true]\nnorm_groups = 8\nbatch = 4\n"
-                        "timesteps = 50\nkimg = 0.02\nsnap = 0.02\ntick_kimg = 0.02\nthreads = 1\nseed = 7\n"
-                        "[generate_diffusion]\nsteps = 4\n", encoding="utf-8")
+                      + tiny_diffusion(seed=7), encoding="utf-8")
     out = tmp_path / "study"
     plan = json.loads(CliRunner().invoke(main, ["run", str(config), "--out", str(out), "--dry-run"]).output)["plan"]
     assert plan["gans"] == plan["diffusion_models"] == 2 * 1 * 2  # folds x seeds x classes
